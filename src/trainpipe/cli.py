@@ -1,0 +1,143 @@
+"""`trainpipe <command> [overrides]`: parse, check the config (no torch yet), then hand over to Hydra.
+
+Import discipline: this module and everything it imports at module level stay free of torch,
+lightning, mlflow and datasets, so `--help`, `--cfg job` and config errors answer in well under
+a second. The stages are imported only inside the Hydra task function.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trainpipe.config  # noqa: F401  (registers the ${run_identity:} resolver)
+from trainpipe import __version__
+from trainpipe.errors import USER_ERROR_EXIT_CODE, UserError
+
+# command → the module whose run(cfg, conf) does the work
+STAGES = {"train": "trainpipe.train", "eval": "trainpipe.evaluate"}
+COMMANDS = {
+    "train": "train a model: fit → test the best checkpoint → register it in MLflow",
+    "eval": "evaluate a checkpoint or a registered model on the test split (model_uri=…)",
+}
+
+USAGE = f"""usage: trainpipe <command> [--multirun] [hydra overrides …]
+
+commands:
+{chr(10).join(f"  {name:<7}{text}" for name, text in COMMANDS.items())}
+
+examples:
+  trainpipe train                                   # the default experiment (digits + MLP)
+  trainpipe train experiment=digits_cnn trainer.max_epochs=5
+  trainpipe train data=csv data.path=rows.csv data.target=label
+  trainpipe train --multirun model=mlp,cnn model.optimizer.lr=1e-3,3e-3
+  trainpipe eval model_uri=models:/digits_mlp/1
+  trainpipe train --cfg job                         # print the composed config, run nothing
+
+options:
+  -h, --help   this message (`trainpipe train --help` lists the config groups)
+  --version    print the version
+"""
+
+# Hydra flags after which no job runs: nothing to pre-check
+INFO_FLAGS = ("help", "hydra_help", "info", "cfg", "shell_completion")
+
+
+@dataclass
+class Preflight:
+    """What the pre-flight check learned, for the task function in the same process."""
+
+    output_dir: Path | None = None
+    output_dir_is_new: bool = False
+
+
+PREFLIGHT = Preflight()
+
+
+def fail(err: UserError) -> None:
+    print(f"trainpipe: {err}", file=sys.stderr)
+    sys.exit(USER_ERROR_EXIT_CODE)
+
+
+def preflight(command: str, args: list[str]) -> None:
+    """Compose and validate the config (and check the data) before Hydra creates anything."""
+    from hydra._internal.utils import get_args_parser
+
+    from trainpipe.config.compose import compose, output_dir, sweep_free
+    from trainpipe.config.validate import validate
+
+    parsed = get_args_parser().parse_args(args)
+    if any(getattr(parsed, flag, None) for flag in INFO_FLAGS):
+        return
+    overrides = sweep_free(parsed.overrides) if parsed.multirun else parsed.overrides
+    cfg = compose(command, overrides, parsed.config_dir)
+    conf = validate(cfg, command)
+    if parsed.multirun:
+        return  # each job is checked again in its own process/dir
+    PREFLIGHT.output_dir = output_dir(cfg)
+    PREFLIGHT.output_dir_is_new = not PREFLIGHT.output_dir.exists()
+    from trainpipe.data.prepare import prepare
+
+    prepare(conf["data"])
+
+
+def _run_stage(command: str, cfg: Any) -> Any:
+    """Hydra task function body: validate this job's config, then run the stage."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from trainpipe.config.validate import validate
+
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        conf = validate(cfg, command)
+        stage = importlib.import_module(STAGES[command])
+        return stage.run(cfg, conf)
+    except UserError as err:
+        if multirun:
+            raise  # Hydra records this job as failed; the sweep goes on
+        if PREFLIGHT.output_dir_is_new and PREFLIGHT.output_dir is not None:
+            shutil.rmtree(PREFLIGHT.output_dir, ignore_errors=True)
+        fail(err)
+
+
+def train_task(cfg: Any) -> Any:
+    return _run_stage("train", cfg)
+
+
+def eval_task(cfg: Any) -> Any:
+    return _run_stage("eval", cfg)
+
+
+TASKS = {"train": train_task, "eval": eval_task}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    if argv[0] == "--version":
+        print(f"trainpipe {__version__}")
+        return
+    command, args = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"trainpipe: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT_CODE)
+    try:
+        preflight(command, args)
+    except UserError as err:
+        fail(err)
+
+    import hydra
+
+    from trainpipe.config import config_dir
+
+    sys.argv = [f"trainpipe {command}", *args]
+    hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")(
+        TASKS[command]
+    )()

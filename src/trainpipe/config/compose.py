@@ -1,0 +1,64 @@
+"""Compose the config the way `hydra.main` will, before any job starts (the pre-flight check).
+
+Hydra creates the job's output dir before calling the task, so config mistakes are caught here
+first: a bad config leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from trainpipe.config.locate import config_dir
+from trainpipe.errors import ConfigError
+
+
+def sweep_free(overrides: list[str]) -> list[str]:
+    """Drop sweep overrides (`a=1,2`, `x=interval(…)`) from a --multirun command line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    kept = []
+    for text in overrides:
+        parsed = parser.parse_overrides([text])[0]
+        if not parsed.is_sweep_override():
+            kept.append(text)
+    return kept
+
+
+def compose(entry: str, overrides: list[str], extra_config_dir: str | None = None) -> DictConfig:
+    """The composed config (with Hydra's node) for `trainpipe <entry> <overrides>`; errors → ConfigError."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if extra_config_dir:
+        overrides = [*overrides, f"hydra.searchpath=[file://{Path(extra_config_dir).resolve()}]"]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(
+            config_dir=str(config_dir()), version_base="1.3", job_name=entry
+        ):
+            return hydra_compose(config_name=entry, overrides=overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError("", _one_message(err)) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """The output dir a single run of this config will use."""
+    return Path(str(OmegaConf.select(cfg, "hydra.run.dir")))
+
+
+def _one_message(err: Exception) -> str:
+    text = str(err).strip()
+    cause = err.__cause__
+    if cause is not None and str(cause).strip() and str(cause).strip() not in text:
+        text = f"{text}: {str(cause).strip()}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # Hydra lists the available options on following lines; keep them on one line
+    return " ".join(lines).replace("Available options in", "— available options in")

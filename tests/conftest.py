@@ -1,0 +1,65 @@
+"""Shared test helpers: offline env, a temp working dir per test, and running the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+OFFLINE_ENV = {
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_OFFLINE": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+os.environ.update(OFFLINE_ENV)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLFLOW_TRACKING", "TRAINPIPE_", "RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    }
+    env.update(OFFLINE_ENV)
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    args: list[str], cwd: Path, timeout: float = 600, **env: str
+) -> subprocess.CompletedProcess:
+    """Run `python -m trainpipe ARGS` in `cwd` like a user would; returns the finished process."""
+    return subprocess.run(
+        [sys.executable, "-m", "trainpipe", *args],
+        cwd=cwd,
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty directory the test runs in (its own outputs/, mlflow.db and caches)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_csv(path: Path, rows: int = 240, seed: int = 0, classes: int = 3) -> Path:
+    """A small, learnable CSV: four numeric features, a string label that depends on them."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=4.0, size=(classes, 4))
+    label = rng.integers(0, classes, size=rows)
+    x = centers[label] + rng.normal(size=(rows, 4))
+    lines = ["a,b,c,d,species"] + [
+        ",".join(f"{v:.4f}" for v in x[i]) + f",kind{label[i]}" for i in range(rows)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,66 @@
+"""The CLI answers help and config questions without importing the heavy stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import cli_env, run_cli
+
+HEAVY = ("torch", "lightning", "mlflow", "datasets")
+
+PROBE = """
+import sys
+from trainpipe.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+else:
+    code = 0
+heavy = [m for m in {heavy!r} if m in sys.modules]
+print("HEAVY=" + ",".join(heavy), "CODE=" + str(code), file=sys.stderr)
+"""
+
+
+def heavy_modules_after(args: list[str], cwd: Path) -> tuple[str, str]:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY), *args],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    last = result.stderr.strip().splitlines()[-1]
+    return last, result.stdout
+
+
+def test_help_imports_no_heavy_module(workdir: Path) -> None:
+    line, out = heavy_modules_after(["--help"], workdir)
+    assert line == "HEAVY= CODE=0"
+    assert "trainpipe train" in out and "eval" in out
+
+
+def test_cfg_job_prints_config_without_heavy_imports(workdir: Path) -> None:
+    line, out = heavy_modules_after(["train", "--cfg", "job", "model=cnn"], workdir)
+    assert line == "HEAVY= CODE=0"
+    assert "trainpipe.models.nets.CNN" in out
+    assert not (workdir / "outputs").exists()
+
+
+def test_config_error_imports_no_heavy_module(workdir: Path) -> None:
+    line, _ = heavy_modules_after(["train", "trainer.max_epochs=0"], workdir)
+    assert line == "HEAVY= CODE=2"
+
+
+def test_python_dash_m_and_console_script_agree(workdir: Path) -> None:
+    result = run_cli(["--version"], cwd=workdir)
+    assert result.returncode == 0 and result.stdout.startswith("trainpipe ")
+    script = Path(sys.executable).with_name("trainpipe")
+    if script.exists():
+        assert (
+            subprocess.run([str(script), "--version"], capture_output=True, text=True).stdout
+            == result.stdout
+        )
