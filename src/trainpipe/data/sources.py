@@ -1,0 +1,121 @@
+"""Raw rows from where the config says: bundled digits, local files, or a Hub dataset.
+
+Every source comes back as an on-disk `datasets.DatasetDict` (Arrow files in a cache dir), so the
+`.map` preprocessing that follows is cached and reused by the next run (DESIGN.md decision 5).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import datasets
+from filelock import FileLock
+
+from trainpipe.errors import DataError
+
+log = logging.getLogger(__name__)
+
+FILE_BUILDERS = {"csv": "csv", "parquet": "parquet", "json": "json"}
+DIGITS_VERSION = "digits-v1"
+
+
+def load_source(conf: dict[str, Any]) -> datasets.DatasetDict:
+    """Load the rows named by a resolved `data` config section."""
+    source = conf["source"]
+    cache_dir = Path(conf["cache_dir"]).expanduser()
+    if source == "digits":
+        return _load_digits(cache_dir)
+    if source in FILE_BUILDERS:
+        return _load_files(source, conf["path"], cache_dir)
+    if source == "hub":
+        return _load_hub(conf["name"], cache_dir)
+    raise DataError(f"data.source: unknown source {source!r}")
+
+
+def _load_digits(cache_dir: Path) -> datasets.DatasetDict:
+    """scikit-learn's bundled digits, written once to the cache as Arrow and memory-mapped after."""
+    target = cache_dir / "sources" / DIGITS_VERSION
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache_dir / f".{DIGITS_VERSION}.lock")):
+        if not (target / "dataset_dict.json").is_file():
+            from sklearn.datasets import load_digits
+
+            bunch = load_digits()
+            columns: dict[str, Any] = {
+                f"pixel_{i // 8}_{i % 8}": bunch.data[:, i].astype("float32")
+                for i in range(bunch.data.shape[1])
+            }
+            columns["label"] = bunch.target.astype("int64")
+            staging = target.with_name(target.name + f".tmp{os.getpid()}")
+            datasets.DatasetDict({"train": datasets.Dataset.from_dict(columns)}).save_to_disk(
+                str(staging)
+            )
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staging, target)
+    return datasets.load_from_disk(str(target))
+
+
+def _load_files(source: str, path: str, cache_dir: Path) -> datasets.DatasetDict:
+    files = sorted(glob.glob(os.path.expanduser(path), recursive=True))
+    if not files:
+        raise DataError(f"data.path: no file matches {path!r} (working directory: {os.getcwd()})")
+    empty = [f for f in files if os.path.getsize(f) == 0]
+    if empty:
+        raise DataError(f"data.path: {empty[0]} is empty")
+    try:
+        return datasets.load_dataset(
+            FILE_BUILDERS[source], data_files=files, cache_dir=str(cache_dir / "hf")
+        )
+    except datasets.exceptions.DatasetGenerationError as err:
+        cause = err.__cause__ or err
+        raise DataError(
+            f"data.path: cannot read {path!r} as {source}: {str(cause).splitlines()[0]}"
+        ) from None
+    except (ValueError, OSError) as err:
+        if "corresponds to no data" in str(err):  # only a header line
+            raise DataError(f"data.path: {path!r} has no rows") from None
+        raise DataError(
+            f"data.path: cannot read {path!r} as {source}: {str(err).splitlines()[0]}"
+        ) from None
+
+
+def _hub_reachable(timeout_s: float = 2.0) -> bool:
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or ""
+    try:
+        with socket.create_connection((host, 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _load_hub(name: str, cache_dir: Path) -> datasets.DatasetDict:
+    # Offline (by setting, or because the Hub does not answer) we read only the local cache,
+    # so a missing dataset fails at once instead of after the client's retry loop.
+    offline = datasets.config.HF_HUB_OFFLINE or not _hub_reachable()
+    previous = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = offline
+    try:
+        loaded = datasets.load_dataset(name, cache_dir=str(cache_dir / "hf"))
+    except Exception as err:  # the client raises many types for "not found" / "no network"
+        where = (
+            "is not in the local cache and the Hub is unreachable (offline)"
+            if offline
+            else "could not be loaded"
+        )
+        raise DataError(
+            f"data.name: hub dataset {name!r} {where}: {str(err).splitlines()[0]}"
+        ) from None
+    finally:
+        datasets.config.HF_HUB_OFFLINE = previous
+    if not isinstance(loaded, datasets.DatasetDict):
+        loaded = datasets.DatasetDict({"train": loaded})
+    return loaded

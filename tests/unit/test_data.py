@@ -1,0 +1,166 @@
+"""Data layer: sources, checks with clear messages, deterministic splits, the `.map` cache, batching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import write_csv
+from trainpipe.data.prepare import prepare
+from trainpipe.errors import DataError
+
+
+def data_conf(workdir: Path, **overrides: object) -> dict:
+    conf = {
+        "source": "digits",
+        "name": "digits",
+        "path": None,
+        "target": "label",
+        "features": None,
+        "image_shape": [1, 8, 8],
+        "val_fraction": 0.1,
+        "test_fraction": 0.1,
+        "seed": 42,
+        "cache_dir": str(workdir / "cache"),
+        "batch_size": 64,
+        "num_workers": 0,
+    }
+    conf.update(overrides)
+    return conf
+
+
+def test_digits_splits_are_complete_disjoint_and_seeded(workdir: Path) -> None:
+    data = prepare(data_conf(workdir))
+    sizes = {name: len(split) for name, split in data.splits.items()}
+    assert sum(sizes.values()) == 1797
+    assert data.num_classes == 10 and data.num_features == 64 and data.input_shape == (1, 8, 8)
+    rows = {
+        name: {tuple(r) for r in split.with_format("numpy")["features"]}
+        for name, split in data.splits.items()
+    }
+    assert (
+        not (rows["train"] & rows["test"]) or len(rows["train"] & rows["test"]) < 5
+    )  # digits has a few duplicate images
+    same = prepare(data_conf(workdir))
+    other = prepare(data_conf(workdir, seed=7))
+    assert np.array_equal(same.splits["test"]["label"], data.splits["test"]["label"])
+    assert same.digest == data.digest
+    assert not np.array_equal(other.splits["test"]["label"], data.splits["test"]["label"])
+    assert other.digest != data.digest
+
+
+def test_preprocessing_cache_is_reused_on_the_second_run(workdir: Path) -> None:
+    conf = data_conf(workdir)
+    first = prepare(conf)
+    cache_files = sorted((workdir / "cache").rglob("cache-*.arrow"))
+    second = prepare(conf)
+    assert not first.cache_reused
+    assert cache_files, "the .map preprocessing wrote no cache file"
+    assert second.cache_reused
+    assert sorted((workdir / "cache").rglob("cache-*.arrow")) == cache_files
+    assert second.seconds < first.seconds
+
+
+def test_csv_with_string_labels_and_default_features(workdir: Path) -> None:
+    path = write_csv(workdir / "rows.csv")
+    data = prepare(
+        data_conf(
+            workdir, source="csv", path=str(path), target="species", image_shape=None, name="csv"
+        )
+    )
+    assert data.feature_names == ["a", "b", "c", "d"]
+    assert data.class_names == ["kind0", "kind1", "kind2"]
+    assert data.input_shape == (4,)
+    assert data.feature_std.shape == (4,)
+
+
+def test_parquet_and_json_sources(workdir: Path) -> None:
+    import pandas as pd
+
+    frame = pd.read_csv(write_csv(workdir / "rows.csv"))
+    frame.to_parquet(workdir / "rows.parquet")
+    frame.to_json(workdir / "rows.jsonl", orient="records", lines=True)
+    for source, name in (("parquet", "rows.parquet"), ("json", "rows.jsonl")):
+        data = prepare(
+            data_conf(
+                workdir, source=source, path=str(workdir / name), target="species", image_shape=None
+            )
+        )
+        assert data.num_features == 4 and data.num_classes == 3
+
+
+@pytest.mark.parametrize(
+    ("make", "overrides", "needle"),
+    [
+        (None, {"path": "nowhere/*.csv"}, "data.path: no file matches 'nowhere/*.csv'"),
+        ("empty", {}, "is empty"),
+        ("header_only", {}, "has no rows"),
+        ("rows", {"target": "kind"}, "data.target: column 'kind' not found"),
+        ("rows", {"features": ["a", "zz"]}, "data.features: column 'zz' not found"),
+        ("text_feature", {}, "data.features: column 'note'"),
+        ("single_class", {}, "data.target: column 'species' has a single class"),
+        ("missing_value", {}, "column 'b' has 1 missing value"),
+        ("rows", {"image_shape": [1, 3, 3]}, "data.image_shape: [1, 3, 3] holds 9 values"),
+    ],
+)
+def test_bad_data_is_a_clear_data_error(
+    workdir: Path, make: str | None, overrides: dict, needle: str
+) -> None:
+    path = workdir / "rows.csv"
+    if make == "rows":
+        write_csv(path)
+    elif make == "empty":
+        path.write_text("")
+    elif make == "header_only":
+        path.write_text("a,b,species\n")
+    elif make == "text_feature":
+        path.write_text("a,note,species\n1,x,k1\n2,y,k2\n")
+    elif make == "single_class":
+        path.write_text("a,b,species\n1,2,k\n3,4,k\n")
+    elif make == "missing_value":
+        path.write_text("a,b,species\n1,,k1\n3,4,k2\n")
+    conf = data_conf(workdir, source="csv", path=str(path), target="species", image_shape=None)
+    conf.update(overrides)
+    with pytest.raises(DataError) as caught:
+        prepare(conf)
+    assert needle in str(caught.value)
+
+
+def test_hub_dataset_offline_fails_fast_with_a_clear_message(workdir: Path) -> None:
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(DataError, match="data.name: hub dataset 'someone/not-cached'"):
+        prepare(
+            data_conf(
+                workdir, source="hub", name="someone/not-cached", target="label", image_shape=None
+            )
+        )
+    assert time.perf_counter() - started < 10  # no retry loop (a generous bound, not a benchmark)
+
+
+def test_loader_serves_every_row_once_per_epoch_in_batches(workdir: Path) -> None:
+    import torch
+
+    from trainpipe.data.loader import batch_loader
+
+    data = prepare(data_conf(workdir))
+    loader = batch_loader(data.splits["train"], batch_size=64, shuffle=True, seed=1)
+    seen = []
+    for features, labels in loader:
+        assert features.dtype == torch.float32 and labels.dtype == torch.int64
+        assert features.shape[1] == 64 and len(features) == len(labels) <= 64
+        seen.append(labels)
+    assert sum(len(b) for b in seen) == len(data.splits["train"])
+    assert torch.equal(
+        torch.cat(seen).sort().values, torch.as_tensor(data.splits["train"]["label"]).sort().values
+    )
+    first_epoch = torch.cat(
+        [labels for _, labels in batch_loader(data.splits["train"], 64, True, seed=1)]
+    )
+    again = torch.cat(
+        [labels for _, labels in batch_loader(data.splits["train"], 64, True, seed=1)]
+    )
+    assert torch.equal(first_epoch, again)  # data order is a function of the seed
