@@ -1,0 +1,38 @@
+"""Lightning's logger interface in front of the job's tracker (rank 0 only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class TrackerLogger(Logger):
+    """Forwards `self.log(...)` metrics to `MLflowTracker`; params are logged by the runner itself."""
+
+    def __init__(self, tracker: Any) -> None:
+        super().__init__()
+        self.tracker = tracker
+
+    @property
+    def name(self) -> str:
+        return self.tracker.experiment_name
+
+    @property
+    def version(self) -> str:
+        return self.tracker.run_id or ""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        metrics = {k: v for k, v in metrics.items() if k != "epoch"}
+        if metrics:
+            self.tracker.log_metrics(metrics, step=step or 0)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass  # the runner logs the whole resolved config as params once
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        self.tracker.flush()

@@ -1,0 +1,45 @@
+"""The resolved config as MLflow params: dotted keys, readable values, no secrets."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+# MLflow's limit on a param value (6000 chars in MLflow >= 2.x)
+MAX_PARAM_LENGTH = 6000
+SECRET_KEY = re.compile(
+    r"(token|password|passwd|secret|api[_-]?key|credential|auth)", re.IGNORECASE
+)
+REDACTED = "***"
+
+
+def redact_url(value: str) -> str:
+    """Drop a password from `scheme://user:password@host/...` URLs."""
+    parts = urlsplit(value)
+    if parts.password:
+        netloc = f"{parts.username}:{REDACTED}@{parts.hostname}" + (
+            f":{parts.port}" if parts.port else ""
+        )
+        return urlunsplit(parts._replace(netloc=netloc))
+    return value
+
+
+def flatten(conf: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """`{"a": {"b": 1}}` → `{"a.b": "1"}`; lists stay one value (`[256, 128]`); secrets are masked."""
+    flat: dict[str, str] = {}
+    for key, value in conf.items():
+        full_key = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, prefix=f"{full_key}."))
+            continue
+        if SECRET_KEY.search(str(key)):
+            flat[full_key] = REDACTED
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        text = redact_url(text) if isinstance(value, str) else text
+        flat[full_key] = (
+            text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 1] + "…"
+        )
+    return flat
