@@ -1,0 +1,1 @@
+"""Runtime concerns kept apart from the training logic: checkpoint IO, job state, ranks, signals."""

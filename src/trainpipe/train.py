@@ -1,0 +1,176 @@
+"""`trainpipe train`: seed → build from config → fit → test the best checkpoint → register.
+
+A thin orchestration over the data, models, tracking and runtime packages; read it top to bottom.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from trainpipe.config.resolvers import config_fingerprint
+from trainpipe.report import print_config_tree, print_summary, ui_hint
+from trainpipe.runtime.job_state import JobState, last_checkpoint
+from trainpipe.runtime.ranks import is_rank_zero
+from trainpipe.tracking import NullTracker
+from trainpipe.tracking.lineage import command_line, git_tags, versions
+from trainpipe.tracking.params import flatten
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig, conf: dict[str, Any]) -> float | None:
+    """Train one job. Returns the optimized metric (what a sweeper maximises)."""
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_name = output_dir.name
+    job = JobState.load(output_dir)
+    if job.status == "complete":
+        print_summary(f"{run_name} is already complete (nothing retrained)", job.summary)
+        value = job.summary.get(conf["optimized_metric"])
+        return float(value) if value is not None else None
+
+    import lightning as L
+
+    from trainpipe.callbacks.run_identity import RunIdentity
+
+    L.seed_everything(conf["seed"], workers=True, verbose=False)
+    if is_rank_zero():
+        print_config_tree(conf)
+
+    datamodule = instantiate(cfg.data)
+    data = datamodule.prepared
+    model = instantiate(
+        cfg.model,
+        input_shape=list(data.input_shape),
+        num_classes=data.num_classes,
+        num_features=data.num_features,
+        _convert_="all",
+    )
+    model.classifier.set_standardization(data.feature_mean, data.feature_std)
+    model.spec.update(feature_names=data.feature_names, class_names=data.class_names)
+
+    tracker = instantiate(cfg.logger) if is_rank_zero() else NullTracker()
+    fingerprint = config_fingerprint(cfg)
+    resume_from = last_checkpoint(output_dir)
+    tags = {
+        "trainpipe.command": command_line(),
+        "trainpipe.output_dir": str(output_dir.resolve()),
+        "trainpipe.config_fingerprint": fingerprint,
+        "trainpipe.data.digest": data.digest,
+        "trainpipe.data.source": data.source,
+        **git_tags(),
+        **versions(),
+    }
+    run_id = tracker.start(run_name, tags, run_id=job.run_id if resume_from else None)
+    JobState(run_id=run_id, status="running").save(output_dir)
+    if resume_from is None:
+        tracker.log_params(flatten(conf))
+        config_file = output_dir / "config.yaml"
+        config_file.write_text(OmegaConf.to_yaml(conf))
+        tracker.log_artifact(config_file)
+
+    try:
+        trainer = _build_trainer(cfg, conf, output_dir, tracker, RunIdentity(run_id, fingerprint))
+        trainer.fit(
+            model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None
+        )
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if conf["test_after_fit"]:
+            results = trainer.test(
+                model, datamodule=datamodule, ckpt_path=best or None, verbose=False
+            )
+            metrics.update({k: float(v) for k, v in results[0].items()})
+        model_uri = _register(conf, tracker, model, data, metrics, best) if is_rank_zero() else None
+    except BaseException as err:
+        tracker.finish(
+            "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED",
+            reason=f"{type(err).__name__}: {err}",
+        )
+        if is_rank_zero():
+            JobState(run_id=run_id, status="failed").save(output_dir)
+        raise
+    tracker.finish("FINISHED")
+
+    summary = {
+        "run id": run_id,
+        **{k: round(v, 4) for k, v in sorted(metrics.items())},
+        "best checkpoint": best or None,
+        "model": model_uri,
+        "output dir": str(output_dir),
+        "look at it": ui_hint(tracker.tracking_uri),
+    }
+    if is_rank_zero():
+        JobState(run_id=run_id, status="complete", summary=summary).save(output_dir)
+        print_summary(f"trained {run_name}", summary)
+    return metrics.get(conf["optimized_metric"])
+
+
+def _build_trainer(
+    cfg: DictConfig, conf: dict[str, Any], output_dir: Path, tracker: Any, identity: Any
+) -> Any:
+    """lightning.Trainer from config, with our callbacks, logger and atomic checkpoint IO."""
+    from trainpipe.runtime.checkpoint_io import AtomicCheckpointIO
+
+    callbacks = [identity]
+    for name, callback_cfg in (cfg.get("callbacks") or {}).items():
+        if (
+            "ProgressBar" in callback_cfg.get("_target_", "")
+            and not conf["trainer"]["enable_progress_bar"]
+        ):
+            continue
+        extra = (
+            {"dirpath": str(output_dir / "checkpoints")}
+            if name == "model_checkpoint" and not callback_cfg.get("dirpath")
+            else {}
+        )
+        callbacks.append(instantiate(callback_cfg, **extra))
+    return instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=tracker.lightning_logger() or False,
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(output_dir),
+    )
+
+
+def _register(
+    conf: dict[str, Any], tracker: Any, model: Any, data: Any, metrics: dict[str, float], best: str
+) -> str | None:
+    """Log the best weights as a pickle-free pyfunc model and register a new version."""
+    if not (tracker.enabled and tracker.run_id and conf["registry"]["register"]):
+        return None
+    from trainpipe.runtime.checkpoint_io import load_checkpoint_file
+    from trainpipe.tracking.registry import log_and_register
+
+    if best and os.path.isfile(best):
+        state = load_checkpoint_file(best)["state_dict"]
+        model.load_state_dict(state)
+    spec = model.spec
+    example = data.splits["test"].with_format("numpy")[:5]["features"]
+    version_tags = {k: f"{v:.6g}" for k, v in metrics.items() if k.startswith("test/")}
+    version_tags["dataset_digest"] = data.digest
+    try:
+        uri, _ = log_and_register(
+            tracker.tracking_uri,
+            tracker.run_id,
+            conf["registry"]["model_name"],
+            model.classifier,
+            spec,
+            example,
+            version_tags,
+        )
+    except (
+        Exception
+    ) as err:  # the model is in the checkpoint; a registry hiccup must not fail the job
+        log.warning(
+            "model registration failed (the trained weights are in the checkpoints): %s", err
+        )
+        return None
+    return uri

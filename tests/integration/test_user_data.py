@@ -1,0 +1,62 @@
+"""A user's own CSV trains without code changes; bad data fails before anything is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli, write_csv
+from tests.integration.mlflow_store import runs_of
+
+pytestmark = pytest.mark.slow
+
+
+def test_users_csv_trains_and_registers(workdir: Path) -> None:
+    write_csv(workdir / "rows.csv", rows=300)
+    result = run_cli(
+        [
+            "train",
+            "data=csv",
+            "data.path=rows.csv",
+            "data.target=species",
+            "experiment_name=my_csv",
+            "trainer.max_epochs=8",
+        ],
+        cwd=workdir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = runs_of(workdir, "my_csv")
+    assert run.data.params["data.target"] == "species"
+    assert run.data.metrics["test/acc"] >= 0.8
+    assert "models:/my_csv/1" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (
+            ["data.path=missing.csv", "data.target=species"],
+            "data.path: no file matches 'missing.csv'",
+        ),
+        (["data.path=rows.csv", "data.target=kind"], "data.target: column 'kind' not found"),
+        (
+            ["data.path=rows.csv", "data.target=species", "data.features=[a,zz]"],
+            "data.features: column 'zz' not found",
+        ),
+        (["data.path=text.csv", "data.target=species"], "data.features: column 'note'"),
+        (["data.path=one_class.csv", "data.target=species"], "single class"),
+    ],
+)
+def test_bad_data_exits_2_and_leaves_no_output_or_run(
+    workdir: Path, args: list[str], needle: str
+) -> None:
+    write_csv(workdir / "rows.csv")
+    (workdir / "text.csv").write_text("a,note,species\n1,x,k1\n2,y,k2\n")
+    (workdir / "one_class.csv").write_text("a,b,species\n1,2,k\n3,4,k\n")
+    result = run_cli(["train", "data=csv", *args], cwd=workdir)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (workdir / "outputs").exists()
+    assert not (workdir / "mlflow.db").exists()
