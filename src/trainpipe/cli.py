@@ -16,7 +16,9 @@ from typing import Any
 
 import trainpipe.config  # noqa: F401  (registers the ${run_identity:} resolver)
 from trainpipe import __version__
-from trainpipe.errors import USER_ERROR_EXIT_CODE, UserError
+from trainpipe.errors import USER_ERROR_EXIT_CODE, ConfigError, UserError
+from trainpipe.runtime import launch
+from trainpipe.runtime.ranks import global_rank
 
 # command → the module whose run(cfg, conf) does the work
 STAGES = {"train": "trainpipe.train", "eval": "trainpipe.evaluate"}
@@ -63,8 +65,11 @@ def fail(err: UserError) -> None:
     sys.exit(USER_ERROR_EXIT_CODE)
 
 
-def preflight(command: str, args: list[str]) -> None:
-    """Compose and validate the config (and check the data) before Hydra creates anything."""
+def preflight(command: str, args: list[str]) -> dict[str, Any] | None:
+    """Compose and validate the config (and check the data) before Hydra creates anything.
+
+    Returns the resolved config of the job about to run (None when Hydra only prints something).
+    """
     from hydra._internal.utils import get_args_parser
 
     from trainpipe.config.compose import compose, output_dir, sweep_free
@@ -72,17 +77,43 @@ def preflight(command: str, args: list[str]) -> None:
 
     parsed = get_args_parser().parse_args(args)
     if any(getattr(parsed, flag, None) for flag in INFO_FLAGS):
-        return
+        return None
     overrides = sweep_free(parsed.overrides) if parsed.multirun else parsed.overrides
     cfg = compose(command, overrides, parsed.config_dir)
     conf = validate(cfg, command)
+    world = launch.torchrun_world()
+    if command == "train" and world is not None:
+        launch.torchrun_devices(conf["trainer"], world)
     if parsed.multirun:
-        return  # each job is checked again in its own process/dir
+        return conf  # each job is checked again in its own process/dir
     PREFLIGHT.output_dir = output_dir(cfg)
     PREFLIGHT.output_dir_is_new = not PREFLIGHT.output_dir.exists()
     from trainpipe.data.prepare import prepare
 
     prepare(conf["data"])
+    return conf
+
+
+def _launch(command: str, args: list[str], conf: dict[str, Any]) -> list[str]:
+    """Start more processes if the job needs them; return Hydra's argv for this process."""
+    multirun = "--multirun" in args or "-m" in args
+    if command == "train" and launch.torchrun_world() is None:
+        nproc = launch.processes_to_start(conf["trainer"])
+        if nproc > 1 and multirun:
+            raise ConfigError(
+                "trainer.devices",
+                f"a --multirun job cannot start {nproc} processes itself; run the sweep under torchrun or hydra/launcher=slurm",
+            )
+        if nproc > 1:
+            launch.relaunch_with_torchrun(nproc, command, args)
+    if global_rank() > 0:
+        # every rank runs Hydra in the same output dir: only rank 0 writes .hydra/, each rank its own log
+        args = [
+            *args,
+            "hydra.output_subdir=null",
+            "hydra.job_logging.handlers.file.filename=${hydra.runtime.output_dir}/${hydra.job.name}.rank${oc.env:RANK}.log",
+        ]
+    return args
 
 
 def _run_stage(command: str, cfg: Any) -> Any:
@@ -129,7 +160,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"trainpipe: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
     try:
-        preflight(command, args)
+        conf = preflight(command, args)
+        if conf is not None:
+            args = _launch(command, args, conf)
     except UserError as err:
         fail(err)
 

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainpipe.config.resolvers import config_fingerprint
 from trainpipe.report import print_config_tree, print_summary, ui_hint
 from trainpipe.runtime.job_state import JobState, last_checkpoint
+from trainpipe.runtime.launch import torchrun_devices, torchrun_world
 from trainpipe.runtime.ranks import is_rank_zero
 from trainpipe.tracking import NullTracker
 from trainpipe.tracking.lineage import command_line, git_tags, versions
@@ -68,8 +69,9 @@ def run(cfg: DictConfig, conf: dict[str, Any]) -> float | None:
         **versions(),
     }
     run_id = tracker.start(run_name, tags, run_id=job.run_id if resume_from else None)
-    JobState(run_id=run_id, status="running").save(output_dir)
-    if resume_from is None:
+    if is_rank_zero():
+        JobState(run_id=run_id, status="running").save(output_dir)
+    if resume_from is None and is_rank_zero():
         tracker.log_params(flatten(conf))
         config_file = output_dir / "config.yaml"
         config_file.write_text(OmegaConf.to_yaml(conf))
@@ -131,12 +133,17 @@ def _build_trainer(
             else {}
         )
         callbacks.append(instantiate(callback_cfg, **extra))
+    world = torchrun_world()
+    placement = {}
+    if world is not None:  # Lightning needs devices/num_nodes spelled out under torchrun
+        placement = dict(zip(("devices", "num_nodes"), torchrun_devices(conf["trainer"], world)))
     return instantiate(
         cfg.trainer,
         callbacks=callbacks,
-        logger=tracker.lightning_logger() or False,
+        logger=tracker.lightning_logger(),
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(output_dir),
+        **placement,
     )
 
 

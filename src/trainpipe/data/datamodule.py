@@ -36,12 +36,17 @@ class ClassificationDataModule(L.LightningDataModule):
         return self.data
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        # This module shards the data itself (trainer.use_distributed_sampler is false):
+        # see data/sampler.py for why evaluation shards are not padded.
+        trainer = self.trainer
         return batch_loader(
             self.prepared.splits[split],
             batch_size=self.batch_size,
             shuffle=shuffle,
             seed=self.conf["seed"],
             num_workers=self.conf.get("num_workers", 0),
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -1,7 +1,7 @@
 """Serve prepared splits to torch a batch at a time.
 
-The DataLoader hands a whole list of indices to `__getitems__`, which does one Arrow `take` and
-one numpy → torch conversion per batch; no per-row Python, no per-row collate.
+The sampler hands a whole list of indices to `__getitems__`, which does one Arrow `take` and one
+numpy → torch conversion per batch; no per-row Python, no per-row collate.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from typing import Any
 
 import datasets
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+
+from trainpipe.data.sampler import EpochBatchSampler, ResumableDataLoader
 
 
 class ArrowBatches(Dataset):
@@ -37,15 +39,31 @@ def keep_batch(batch: Any) -> Any:
 
 
 def batch_loader(
-    split: datasets.Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0
-) -> DataLoader:
-    """A DataLoader over a prepared split; shuffling is seeded so the data order is reproducible."""
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(
-        ArrowBatches(split),
-        batch_size=batch_size,
+    split: datasets.Dataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> ResumableDataLoader:
+    """A DataLoader over this rank's share of a prepared split.
+
+    Training loaders (`shuffle=True`) pad the split so all ranks take the same number of steps;
+    evaluation loaders do not, so every row is scored exactly once across ranks.
+    """
+    sampler = EpochBatchSampler(
+        len(split),
+        batch_size,
         shuffle=shuffle,
-        generator=generator,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        pad=shuffle,
+    )
+    return ResumableDataLoader(
+        ArrowBatches(split),
+        batch_sampler=sampler,
         collate_fn=keep_batch,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,

@@ -7,6 +7,7 @@ spec and the safetensors weights logged beside it. Nothing is unpickled.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 OUTPUTS = ("label", "probabilities")
+# MLflow nags about missing predict() type hints; the logged signature is this model's schema
+warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
 
 
 class TrainpipeClassifier(PythonModel):

@@ -166,6 +166,7 @@ class NullTracker:
     enabled = False
     run_id: str | None = None
     tracking_uri = None
+    experiment_name = "none"
 
     def __init__(self, **_: Any) -> None:
         pass
@@ -192,4 +193,7 @@ class NullTracker:
         return True
 
     def lightning_logger(self) -> Any:
-        return None
+        # a logger that records nothing: callbacks such as LearningRateMonitor require one
+        from trainpipe.tracking.lightning_logger import TrackerLogger
+
+        return TrackerLogger(self)

@@ -1,0 +1,146 @@
+"""Multi-process training on CPU (gloo): torchrun, self-launch, and the global metrics it logs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import cli_env, run_cli
+from tests.integration.mlflow_store import client_for, runs_of
+
+pytestmark = pytest.mark.slow
+
+# full validation split, so the logged val/acc can be checked against the whole set
+DDP_ARGS = [
+    "trainer=ddp_cpu",
+    "debug=fast",
+    "trainer.limit_val_batches=1.0",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def torchrun(args: list[str], cwd: Path, nproc: int = 2) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "trainpipe",
+        *args,
+    ]
+    return subprocess.run(
+        command, cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=600
+    )
+
+
+def single_job_dir(workdir: Path) -> Path:
+    (job_dir,) = (workdir / "outputs" / "train" / "digits_mlp").iterdir()
+    return job_dir
+
+
+def whole_split_accuracy(job_dir: Path, split: str) -> float:
+    """Accuracy of the job's last checkpoint over a whole split, computed in one process."""
+    from trainpipe.data.prepare import prepare
+    from trainpipe.evaluate import evaluate, load_classifier
+
+    classifier, _ = load_classifier(str(job_dir / "checkpoints" / "last.ckpt"))
+    conf = {
+        "source": "digits", "name": "digits", "path": None, "target": "label", "features": None,
+        "image_shape": [1, 8, 8], "val_fraction": 0.1, "test_fraction": 0.1, "seed": 42,
+        "cache_dir": str(job_dir.parents[3] / ".trainpipe_cache"),
+    }  # fmt: skip
+    return evaluate(classifier, prepare(conf).splits[split], batch_size=64, device="cpu")[
+        "test/acc"
+    ]
+
+
+def assert_one_job_one_run_one_version(workdir: Path) -> None:
+    (run,) = runs_of(workdir, "digits_mlp")
+    assert run.info.status == "FINISHED"
+    versions = client_for(workdir).search_model_versions("name='digits_mlp'")
+    assert [str(v.version) for v in versions] == ["1"]
+    job_dir = single_job_dir(workdir)
+    assert {p.name for p in (job_dir / "checkpoints").iterdir()} >= {"last.ckpt"}
+    assert (job_dir / "train.rank1.log").is_file()  # rank 1 logs beside rank 0, writes nothing else
+    assert run.data.metrics["val/acc"] == pytest.approx(
+        whole_split_accuracy(job_dir, "val"), abs=1e-6
+    )
+
+
+def test_torchrun_two_processes_make_one_run_with_global_metrics(workdir: Path) -> None:
+    result = torchrun(["train", *DDP_ARGS], cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_one_job_one_run_one_version(workdir)
+
+
+def test_self_launch_gives_the_same_structure(workdir: Path) -> None:
+    result = run_cli(["train", *DDP_ARGS, "trainer.devices=2"], cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "starting 2 processes" in result.stderr
+    assert_one_job_one_run_one_version(workdir)
+
+
+def test_ddp_matches_a_single_process_with_the_same_global_batch(tmp_path: Path) -> None:
+    common = [
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=8",
+        "trainer.limit_val_batches=1.0",
+        "model.net.dropout=0",
+    ]
+    common += [
+        "logger=none",
+        "test_after_fit=false",
+        "trainer.enable_progress_bar=false",
+        "run_name=cmp",
+    ]
+    (tmp_path / "single").mkdir()
+    (tmp_path / "ddp").mkdir()
+    single = run_cli(
+        ["train", "trainer=cpu", "data.batch_size=64", *common], cwd=tmp_path / "single"
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = torchrun(
+        ["train", "trainer=ddp_cpu", "data.batch_size=32", *common], cwd=tmp_path / "ddp"
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    load = lambda d: torch.load(
+        d / "outputs/train/digits_mlp/cmp/checkpoints/last.ckpt", weights_only=True
+    )  # noqa: E731
+    a, b = load(tmp_path / "single"), load(tmp_path / "ddp")
+    assert a["global_step"] == b["global_step"] == 8
+    for name, weight in a["state_dict"].items():
+        assert torch.allclose(weight, b["state_dict"][name], atol=1e-5), name
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["trainer=ddp_cpu", "trainer.devices=64"], "trainer.devices: asks for 64 CPU processes"),
+        (["trainer=fsdp", "trainer.accelerator=cpu"], "trainer.accelerator: FSDP"),
+        (["trainer=gpu"], "trainer.accelerator: is 'gpu' but no CUDA device is visible"),
+        (
+            ["--multirun", "trainer=ddp_cpu", "trainer.devices=2", "seed=1,2"],
+            "cannot start 2 processes",
+        ),
+    ],
+)
+def test_launch_errors_are_clear_and_exit_2(workdir: Path, args: list[str], needle: str) -> None:
+    if torch.cuda.is_available() and "trainer=gpu" in args:
+        pytest.skip("this machine has a GPU")
+    result = run_cli(["train", *args], cwd=workdir)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert needle in result.stderr
+    assert not (workdir / "outputs").exists()
+
+
+def test_torchrun_world_that_disagrees_with_the_config_is_named(workdir: Path) -> None:
+    result = torchrun(["train", "trainer=ddp_cpu", "trainer.devices=3", "debug=fast"], cwd=workdir)
+    assert result.returncode != 0
+    assert "trainer.devices: is 3 but torchrun started 2 process(es)" in result.stderr
+    assert not (workdir / "outputs").exists()
