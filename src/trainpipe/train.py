@@ -136,7 +136,8 @@ def _build_trainer(
     world = torchrun_world()
     placement = {}
     if world is not None:  # Lightning needs devices/num_nodes spelled out under torchrun
-        placement = dict(zip(("devices", "num_nodes"), torchrun_devices(conf["trainer"], world)))
+        devices, num_nodes = torchrun_devices(conf["trainer"], world)
+        placement = {"devices": devices, "num_nodes": num_nodes}
     return instantiate(
         cfg.trainer,
         callbacks=callbacks,

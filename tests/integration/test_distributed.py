@@ -109,10 +109,10 @@ def test_ddp_matches_a_single_process_with_the_same_global_batch(tmp_path: Path)
         ["train", "trainer=ddp_cpu", "data.batch_size=32", *common], cwd=tmp_path / "ddp"
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    load = lambda d: torch.load(
-        d / "outputs/train/digits_mlp/cmp/checkpoints/last.ckpt", weights_only=True
-    )  # noqa: E731
-    a, b = load(tmp_path / "single"), load(tmp_path / "ddp")
+    def last_checkpoint(run_dir: Path) -> dict:
+        return torch.load(run_dir / "outputs/train/digits_mlp/cmp/checkpoints/last.ckpt", weights_only=True)
+
+    a, b = last_checkpoint(tmp_path / "single"), last_checkpoint(tmp_path / "ddp")
     assert a["global_step"] == b["global_step"] == 8
     for name, weight in a["state_dict"].items():
         assert torch.allclose(weight, b["state_dict"][name], atol=1e-5), name

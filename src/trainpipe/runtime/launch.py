@@ -72,9 +72,8 @@ def torchrun_devices(trainer: dict[str, Any], world: TorchrunWorld) -> tuple[int
 def processes_to_start(trainer: dict[str, Any]) -> int:
     """How many processes this node needs for the trainer config (outside torchrun)."""
     devices, accelerator = trainer["devices"], trainer["accelerator"]
-    if devices == 1 or devices == "1" or devices == [0]:
-        if accelerator not in GPU_ACCELERATORS:
-            return 1
+    if devices in (1, "1", [0]) and accelerator not in GPU_ACCELERATORS:
+        return 1
     import torch
 
     gpus = torch.cuda.device_count()
