@@ -8,6 +8,7 @@ a second. The stages are imported only inside the Hydra task function.
 from __future__ import annotations
 
 import importlib
+import logging
 import shutil
 import sys
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from trainpipe import __version__
 from trainpipe.errors import USER_ERROR_EXIT_CODE, ConfigError, UserError
 from trainpipe.runtime import launch
 from trainpipe.runtime.ranks import global_rank
+
+log = logging.getLogger("trainpipe")
 
 # command → the module whose run(cfg, conf) does the work
 STAGES = {"train": "trainpipe.train", "eval": "trainpipe.evaluate"}
@@ -72,15 +75,20 @@ def preflight(command: str, args: list[str]) -> dict[str, Any] | None:
     """
     from hydra._internal.utils import get_args_parser
 
-    from trainpipe.config.compose import compose, output_dir, sweep_free
+    from trainpipe.config.compose import compose, output_dir, split_sweeps, varied_by_sweep
     from trainpipe.config.validate import validate
 
     parsed = get_args_parser().parse_args(args)
     if any(getattr(parsed, flag, None) for flag in INFO_FLAGS):
         return None
-    overrides = sweep_free(parsed.overrides) if parsed.multirun else parsed.overrides
+    overrides, swept = split_sweeps(parsed.overrides) if parsed.multirun else (parsed.overrides, [])
     cfg = compose(command, overrides, parsed.config_dir)
-    conf = validate(cfg, command)
+    try:
+        conf = validate(cfg, command)
+    except ConfigError as err:
+        if varied_by_sweep(err.key, swept):
+            return None  # this part differs per job: each job checks its own config
+        raise
     world = launch.torchrun_world()
     if command == "train" and world is not None:
         launch.torchrun_devices(conf["trainer"], world)
@@ -130,10 +138,19 @@ def _run_stage(command: str, cfg: Any) -> Any:
         return stage.run(cfg, conf)
     except UserError as err:
         if multirun:
-            raise  # Hydra records this job as failed; the sweep goes on
+            from trainpipe.tracking.sweep import record_failed_job
+
+            log.error("job failed: %s", err)
+            record_failed_job(cfg, str(err))
+            return None  # recorded as a FAILED run; the sweep goes on
         if PREFLIGHT.output_dir_is_new and PREFLIGHT.output_dir is not None:
             shutil.rmtree(PREFLIGHT.output_dir, ignore_errors=True)
         fail(err)
+    except Exception as err:
+        if not multirun or type(err).__name__ == "TrialPruned":
+            raise  # a single run fails loudly; a pruned trial is the Optuna sweeper's to record
+        log.exception("job failed (the sweep goes on)")
+        return None
 
 
 def train_task(cfg: Any) -> Any:

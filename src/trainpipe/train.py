@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from trainpipe.config.resolvers import config_fingerprint
+from trainpipe.hpo import current_trial
 from trainpipe.report import print_config_tree, print_summary, ui_hint
 from trainpipe.runtime.job_state import JobState, last_checkpoint
 from trainpipe.runtime.launch import torchrun_devices, torchrun_world
@@ -22,6 +24,7 @@ from trainpipe.runtime.ranks import is_rank_zero
 from trainpipe.tracking import NullTracker
 from trainpipe.tracking.lineage import command_line, git_tags, versions
 from trainpipe.tracking.params import flatten
+from trainpipe.tracking.sweep import OBJECTIVE_TAG, OVERRIDES_TAG, parent_run_id
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +32,13 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig, conf: dict[str, Any]) -> float | None:
     """Train one job. Returns the optimized metric (what a sweeper maximises)."""
     output_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_name = output_dir.name
+    run_name = Path(
+        conf["paths"]["output_dir"]
+    ).name  # the job's identity (a sweep job's dir is numbered)
     job = JobState.load(output_dir)
     if job.status == "complete":
         print_summary(f"{run_name} is already complete (nothing retrained)", job.summary)
-        value = job.summary.get(conf["optimized_metric"])
+        value = job.summary.get("objective")
         return float(value) if value is not None else None
 
     import lightning as L
@@ -68,6 +73,7 @@ def run(cfg: DictConfig, conf: dict[str, Any]) -> float | None:
         **git_tags(),
         **versions(),
     }
+    tags.update(_sweep_tags())
     run_id = tracker.start(run_name, tags, run_id=job.run_id if resume_from else None)
     if is_rank_zero():
         JobState(run_id=run_id, status="running").save(output_dir)
@@ -78,11 +84,18 @@ def run(cfg: DictConfig, conf: dict[str, Any]) -> float | None:
         tracker.log_artifact(config_file)
 
     try:
-        trainer = _build_trainer(cfg, conf, output_dir, tracker, RunIdentity(run_id, fingerprint))
+        extra_callbacks = [RunIdentity(run_id, fingerprint)]
+        trial = current_trial(cfg)
+        if trial is not None:
+            from trainpipe.callbacks.optuna_pruning import OptunaPruning
+
+            extra_callbacks.append(OptunaPruning(trial, conf["optimized_metric"]))
+        trainer = _build_trainer(cfg, conf, output_dir, tracker, extra_callbacks)
         trainer.fit(
             model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None
         )
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        objective = _objective(trainer, conf["optimized_metric"], metrics)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if conf["test_after_fit"]:
             results = trainer.test(
@@ -91,17 +104,21 @@ def run(cfg: DictConfig, conf: dict[str, Any]) -> float | None:
             metrics.update({k: float(v) for k, v in results[0].items()})
         model_uri = _register(conf, tracker, model, data, metrics, best) if is_rank_zero() else None
     except BaseException as err:
-        tracker.finish(
-            "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED",
-            reason=f"{type(err).__name__}: {err}",
-        )
+        pruned = type(err).__name__ == "TrialPruned"  # optuna stopped this trial early
+        if pruned:
+            tracker.set_tags({"trainpipe.pruned": "true"})
+        stopped = pruned or isinstance(err, KeyboardInterrupt)
+        tracker.finish("KILLED" if stopped else "FAILED", reason=f"{type(err).__name__}: {err}")
         if is_rank_zero():
             JobState(run_id=run_id, status="failed").save(output_dir)
         raise
+    if objective is not None:
+        tracker.set_tags({OBJECTIVE_TAG: repr(objective)})
     tracker.finish("FINISHED")
 
     summary = {
         "run id": run_id,
+        "objective": objective,
         **{k: round(v, 4) for k, v in sorted(metrics.items())},
         "best checkpoint": best or None,
         "model": model_uri,
@@ -111,16 +128,47 @@ def run(cfg: DictConfig, conf: dict[str, Any]) -> float | None:
     if is_rank_zero():
         JobState(run_id=run_id, status="complete", summary=summary).save(output_dir)
         print_summary(f"trained {run_name}", summary)
-    return metrics.get(conf["optimized_metric"])
+    return objective
+
+
+def _objective(trainer: Any, metric: str, metrics: dict[str, float]) -> float | None:
+    """What a sweep optimises: the best checkpoint's score if it monitors `metric`, else the last value."""
+    checkpoint = trainer.checkpoint_callback
+    if (
+        checkpoint is not None
+        and checkpoint.monitor == metric
+        and checkpoint.best_model_score is not None
+    ):
+        return float(checkpoint.best_model_score)
+    return metrics.get(metric)
+
+
+def _sweep_tags() -> dict[str, str]:
+    """Nest a --multirun job under its sweep's parent run (see tracking/sweep.py)."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return {}
+    overrides = [
+        o for o in hydra_cfg.overrides.task if not o.lstrip("+~").startswith("optuna_trial")
+    ]
+    tags = {OVERRIDES_TAG: " ".join(overrides), "trainpipe.sweep_dir": str(hydra_cfg.sweep.dir)}
+    parent = parent_run_id(hydra_cfg.sweep.dir)
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    return tags
 
 
 def _build_trainer(
-    cfg: DictConfig, conf: dict[str, Any], output_dir: Path, tracker: Any, identity: Any
+    cfg: DictConfig,
+    conf: dict[str, Any],
+    output_dir: Path,
+    tracker: Any,
+    extra_callbacks: list[Any],
 ) -> Any:
     """lightning.Trainer from config, with our callbacks, logger and atomic checkpoint IO."""
     from trainpipe.runtime.checkpoint_io import AtomicCheckpointIO
 
-    callbacks = [identity]
+    callbacks = list(extra_callbacks)
     for name, callback_cfg in (cfg.get("callbacks") or {}).items():
         if (
             "ProgressBar" in callback_cfg.get("_target_", "")

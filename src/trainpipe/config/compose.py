@@ -14,17 +14,32 @@ from trainpipe.config.locate import config_dir
 from trainpipe.errors import ConfigError
 
 
-def sweep_free(overrides: list[str]) -> list[str]:
-    """Drop sweep overrides (`a=1,2`, `x=interval(…)`) from a --multirun command line."""
+def split_sweeps(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """(plain overrides, keys of sweep overrides) of a --multirun command line (`a=1,2`, `x=interval(…)`)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
-    kept = []
+    kept, swept = [], []
     for text in overrides:
         parsed = parser.parse_overrides([text])[0]
-        if not parsed.is_sweep_override():
+        if parsed.is_sweep_override():
+            swept.append(parsed.key_or_group)
+        else:
             kept.append(text)
-    return kept
+    return kept, swept
+
+
+def varied_by_sweep(key: str, swept: list[str]) -> bool:
+    """Whether a config key lies in a part of the config the sweep changes (so each job checks it)."""
+    for sweep_key in swept:
+        parent = sweep_key.rpartition(".")[0]
+        if (
+            key == sweep_key
+            or key.startswith(sweep_key + ".")
+            or (parent and key.startswith(parent + "."))
+        ):
+            return True
+    return False
 
 
 def compose(entry: str, overrides: list[str], extra_config_dir: str | None = None) -> DictConfig:

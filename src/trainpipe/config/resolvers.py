@@ -2,13 +2,15 @@
 
 `${run_identity:}` names a job without timestamps: every torchrun rank, every joblib worker and
 every rerun of the same command compute the same name, so they share one output dir and one
-MLflow run (DESIGN.md decisions 1 and 2).
+MLflow run (DESIGN.md decisions 1 and 2). `${sweep_identity:}` does the same for a --multirun:
+rerunning the same sweep command continues it in the same sweep dir.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -38,9 +40,20 @@ def _run_identity(*, _root_: DictConfig) -> str:
     return f"{prefix}-{config_fingerprint(_root_)}"
 
 
+def _sweep_identity() -> str:
+    # A hash of the sweep's command line (its overrides, not its flags). Cached, and Hydra copies
+    # resolver caches from the sweep's config into every job's config, so jobs (in any process)
+    # see the sweep dir of the command that started them.
+    overrides = sorted(arg for arg in sys.argv[1:] if not arg.startswith("-"))
+    blob = json.dumps(overrides).encode()
+    return f"sweep-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("run_identity"):
         OmegaConf.register_new_resolver("run_identity", _run_identity)
+    if not OmegaConf.has_resolver("sweep_identity"):
+        OmegaConf.register_new_resolver("sweep_identity", _sweep_identity, use_cache=True)
 
 
 register_resolvers()

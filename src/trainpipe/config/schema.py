@@ -71,6 +71,9 @@ TOP_LEVEL: dict[str, dict[str, Rule]] = {
         "paths": DICT,
         "experiment": OPT_STR,
         "debug": OPT_STR,
+        "hparams_search": OPT_STR,
+        # added to each job by the trainpipe_optuna sweeper: which trial this job evaluates
+        "optuna_trial": OPT_DICT,
     },
     "eval": {
         "task_name": STR,

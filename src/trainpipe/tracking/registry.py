@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,8 @@ def log_and_register(
         example = np.asarray(example_rows, dtype=np.float64)
         labels = np.asarray(spec["class_names"])[:1].repeat(len(example))
         signature = infer_signature(example, labels, params={"output": "label"})
-        with mlflow.start_run(run_id=run_id):
+        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*type hint.*")
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(PYFUNC_CODE),

@@ -69,15 +69,19 @@ class MLflowTracker:
                 raise
             return found.experiment_id
 
-    def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
-        """Flush everything and close the run with `status` (FINISHED, FAILED or KILLED)."""
-        if self.run_id is None:
-            return
+    def detach(self) -> None:
+        """Stop the background writer and flush, leaving the run open (e.g. a sweep's parent)."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
         self.flush()
+
+    def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
+        """Flush everything and close the run with `status` (FINISHED, FAILED or KILLED)."""
+        if self.run_id is None:
+            return
+        self.detach()
         if reason:
             self._safe(
                 lambda: self.client.set_tag(self.run_id, "trainpipe.failure_reason", reason[:5000])

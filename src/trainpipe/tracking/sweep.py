@@ -1,0 +1,181 @@
+"""Sweeps in MLflow: one parent run per `--multirun`, one nested child run per job.
+
+The Hydra callback runs in the sweep's own process: it opens (or, for a rerun of the same sweep,
+reopens) the parent run and writes its id to `<sweep dir>/mlflow_parent_run.json`, where every
+job — in this process, a joblib worker or a SLURM node — finds it. At the end it records the
+best job's value and overrides on the parent. Tracking trouble is logged, never raised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+PARENT_FILE = "mlflow_parent_run.json"
+OBJECTIVE_TAG = "trainpipe.objective"
+OVERRIDES_TAG = "trainpipe.sweep.overrides"
+
+
+def parent_run_id(sweep_dir: str | Path) -> str | None:
+    """The parent run id a sweep's job should nest under (None outside tracked sweeps)."""
+    path = Path(sweep_dir) / PARENT_FILE
+    return json.loads(path.read_text())["run_id"] if path.is_file() else None
+
+
+def _tracking(config: DictConfig) -> tuple[str, str] | None:
+    logger = config.get("logger")
+    if logger is None or not str(logger.get("_target_", "")).endswith("MLflowTracker"):
+        return None
+    return str(logger.tracking_uri), str(logger.experiment_name)
+
+
+def _close_interrupted_children(client: Any, parent_id: str) -> None:
+    """Rerunning a sweep: jobs of the earlier attempt still RUNNING were killed with it."""
+    parent = client.get_run(parent_id)
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'RUNNING'",
+    )
+    for child in children:
+        client.set_tag(
+            child.info.run_id, "trainpipe.failure_reason", "interrupted: the sweep process died"
+        )
+        client.set_terminated(child.info.run_id, status="KILLED")
+
+
+class MLflowSweepCallback(Callback):
+    """Hydra callback (configs/hydra/default.yaml) that gives each sweep a parent MLflow run."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        tracking = _tracking(config)
+        if tracking is None:
+            return
+        try:
+            self._open_parent(config, *tracking)
+        except Exception as err:  # a sweep without a parent run is still a sweep
+            log.warning(
+                "could not create the sweep's parent MLflow run: %s", str(err).splitlines()[0]
+            )
+
+    def _open_parent(self, config: DictConfig, tracking_uri: str, experiment_name: str) -> None:
+        from trainpipe.tracking.params import flatten
+        from trainpipe.tracking.tracker import MLflowTracker
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        tracker = MLflowTracker(tracking_uri, experiment_name)
+        overrides = list(config.hydra.overrides.task)
+        existing = parent_run_id(sweep_dir)
+        if existing is not None:
+            _close_interrupted_children(tracker.client, existing)
+        run_id = tracker.start(
+            sweep_dir.name,
+            {"trainpipe.sweep_dir": str(sweep_dir.resolve()), "trainpipe.sweep": "parent"},
+            run_id=existing,
+        )
+        if existing is None:
+            sweeper = OmegaConf.to_container(config.hydra.sweeper, resolve=True)
+            tracker.log_params(
+                {
+                    "sweep.overrides": " ".join(overrides),
+                    "sweep.optimized_metric": str(config.get("optimized_metric")),
+                    **flatten(
+                        {
+                            "sweep": {
+                                "sweeper": sweeper,
+                                "launcher": config.hydra.launcher.get("_target_"),
+                            }
+                        }
+                    ),
+                }
+            )
+            tmp = sweep_dir / f".{PARENT_FILE}.tmp{os.getpid()}"
+            tmp.write_text(json.dumps({"run_id": run_id}))
+            os.replace(tmp, sweep_dir / PARENT_FILE)
+        tracker.detach()  # the run stays open until on_multirun_end
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        tracking = _tracking(config)
+        run_id = parent_run_id(str(config.hydra.sweep.dir))
+        if tracking is None or run_id is None:
+            return
+        try:
+            self._summarise(run_id, config, *tracking)
+        except Exception as err:
+            log.warning(
+                "could not record the sweep's best job in MLflow: %s", str(err).splitlines()[0]
+            )
+
+    def _summarise(
+        self, run_id: str, config: DictConfig, tracking_uri: str, experiment_name: str
+    ) -> None:
+        import mlflow
+        from mlflow.entities import Param
+
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        experiment = client.get_experiment_by_name(experiment_name)
+        children = client.search_runs(
+            [experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
+        )
+        scored = [
+            (float(c.data.tags[OBJECTIVE_TAG]), c) for c in children if OBJECTIVE_TAG in c.data.tags
+        ]
+        scored = [(value, child) for value, child in scored if math.isfinite(value)]
+        failed = sum(1 for c in children if c.info.status == "FAILED")
+        metric = str(config.get("optimized_metric", "objective"))
+        client.log_metric(run_id, "sweep/jobs", len(children))
+        client.log_metric(run_id, "sweep/failed_jobs", failed)
+        if scored:
+            pick = max if config.get("optimized_mode", "max") == "max" else min
+            value, best = pick(scored, key=lambda pair: pair[0])
+            client.log_metric(run_id, f"best/{metric}", value)
+            client.set_tag(run_id, "best.run_id", best.info.run_id)
+            client.set_tag(run_id, "best.overrides", best.data.tags.get(OVERRIDES_TAG, ""))
+            chosen = dict(
+                item.partition("=")[::2] for item in best.data.tags.get(OVERRIDES_TAG, "").split()
+            )
+            for key, value in chosen.items():
+                client.set_tag(run_id, f"best.{key.lstrip('+~')}", value)
+            try:  # params are write-once: a rerun that finds another best keeps the tags only
+                client.log_batch(
+                    run_id, params=[Param(f"best.{k.lstrip('+~')}", v) for k, v in chosen.items()]
+                )
+            except Exception:
+                log.info(
+                    "best params of an earlier run of this sweep are kept; tags hold the new best"
+                )
+        client.set_terminated(run_id, status="FINISHED")
+
+
+def record_failed_job(config: DictConfig, reason: str) -> None:
+    """A sweep job that failed before its run started still shows up, as a FAILED child run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        tracking = _tracking(config)
+        sweep_dir = HydraConfig.get().sweep.dir
+        if tracking is None:
+            return
+        from trainpipe.tracking.tracker import MLflowTracker
+
+        tags = {
+            OVERRIDES_TAG: " ".join(HydraConfig.get().overrides.task),
+            "trainpipe.failure_reason": reason[:5000],
+        }
+        parent = parent_run_id(sweep_dir)
+        if parent:
+            tags["mlflow.parentRunId"] = parent
+        tracker = MLflowTracker(*tracking)
+        tracker.start(f"job-{HydraConfig.get().job.num}", tags)
+        tracker.finish("FAILED")
+    except Exception as err:
+        log.warning("could not record the failed job in MLflow: %s", str(err).splitlines()[0])
