@@ -58,6 +58,8 @@ class Preflight:
 
     output_dir: Path | None = None
     output_dir_is_new: bool = False
+    # jobs of this launcher run on this machine (basic/joblib), so their devices must exist here
+    local_launcher: bool = True
 
 
 PREFLIGHT = Preflight()
@@ -74,6 +76,7 @@ def preflight(command: str, args: list[str]) -> dict[str, Any] | None:
     Returns the resolved config of the job about to run (None when Hydra only prints something).
     """
     from hydra._internal.utils import get_args_parser
+    from omegaconf import OmegaConf
 
     from trainpipe.config.compose import compose, output_dir, split_sweeps, varied_by_sweep
     from trainpipe.config.validate import validate
@@ -89,6 +92,8 @@ def preflight(command: str, args: list[str]) -> dict[str, Any] | None:
         if varied_by_sweep(err.key, swept):
             return None  # this part differs per job: each job checks its own config
         raise
+    launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default=""))
+    PREFLIGHT.local_launcher = "submitit" not in launcher.lower()
     world = launch.torchrun_world()
     if command == "train" and world is not None:
         launch.torchrun_devices(conf["trainer"], world)
@@ -105,7 +110,8 @@ def preflight(command: str, args: list[str]) -> dict[str, Any] | None:
 def _launch(command: str, args: list[str], conf: dict[str, Any]) -> list[str]:
     """Start more processes if the job needs them; return Hydra's argv for this process."""
     multirun = "--multirun" in args or "-m" in args
-    if command == "train" and launch.torchrun_world() is None:
+    # a cluster launcher's jobs run elsewhere: the devices they ask for are the cluster's business
+    if command == "train" and launch.torchrun_world() is None and PREFLIGHT.local_launcher:
         nproc = launch.processes_to_start(conf["trainer"])
         if nproc > 1 and multirun:
             raise ConfigError(
