@@ -17,7 +17,7 @@ from typing import Any
 
 import trainpipe.config  # noqa: F401  (registers the ${run_identity:} resolver)
 from trainpipe import __version__
-from trainpipe.errors import USER_ERROR_EXIT_CODE, ConfigError, UserError
+from trainpipe.errors import USER_ERROR_EXIT_CODE, ConfigError, JobFailed, UserError
 from trainpipe.runtime import launch
 from trainpipe.runtime.ranks import global_rank
 
@@ -28,6 +28,7 @@ STAGES = {"train": "trainpipe.train", "eval": "trainpipe.evaluate"}
 COMMANDS = {
     "train": "train a model: fit → test the best checkpoint → register it in MLflow",
     "eval": "evaluate a checkpoint or a registered model on the test split (model_uri=…)",
+    "sync": "send a job's unsent tracking (after a tracking-server outage): trainpipe sync OUTPUT_DIR",
 }
 
 USAGE = f"""usage: trainpipe <command> [--multirun] [hydra overrides …]
@@ -41,6 +42,7 @@ examples:
   trainpipe train data=csv data.path=rows.csv data.target=label
   trainpipe train --multirun model=mlp,cnn model.optimizer.lr=1e-3,3e-3
   trainpipe eval model_uri=models:/digits_mlp/1
+  trainpipe sync outputs/train/digits_mlp/mlp-1a2b3c4d   # replay a job's tracking journal
   trainpipe train --cfg job                         # print the composed config, run nothing
 
 options:
@@ -152,6 +154,12 @@ def _run_stage(command: str, cfg: Any) -> Any:
         if PREFLIGHT.output_dir_is_new and PREFLIGHT.output_dir is not None:
             shutil.rmtree(PREFLIGHT.output_dir, ignore_errors=True)
         fail(err)
+    except JobFailed as err:
+        if multirun:
+            log.error("job failed (the sweep goes on): %s", err)
+            return None
+        print(f"trainpipe: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
     except Exception as err:
         if not multirun or type(err).__name__ == "TrialPruned":
             raise  # a single run fails loudly; a pruned trial is the Optuna sweeper's to record
@@ -170,6 +178,35 @@ def eval_task(cfg: Any) -> Any:
 TASKS = {"train": train_task, "eval": eval_task}
 
 
+def sync_command(args: list[str]) -> None:
+    """`trainpipe sync OUTPUT_DIR [--tracking-uri URI] [--timeout S]`: replay a job's journal."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="trainpipe sync", description=COMMANDS["sync"])
+    parser.add_argument(
+        "output_dir", type=Path, help="the job's output dir (it holds tracking/journal.jsonl)"
+    )
+    parser.add_argument("--tracking-uri", default=None, help="default: the URI the job used")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to keep retrying (default 60)"
+    )
+    parsed = parser.parse_args(args)
+    from trainpipe.tracking.tracker import sync
+
+    try:
+        left, journal = sync(parsed.output_dir, parsed.tracking_uri, parsed.timeout)
+    except FileNotFoundError as err:
+        print(f"trainpipe: {err}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT_CODE)
+    if left:
+        print(
+            f"trainpipe: {left} tracking operation(s) still unsent (tracking server unreachable)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    print(f"trainpipe: tracking of {parsed.output_dir} is up to date (MLflow run {journal.run_id})")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -179,6 +216,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"trainpipe {__version__}")
         return
     command, args = argv[0], argv[1:]
+    if command == "sync":
+        sync_command(args)
+        return
     if command not in COMMANDS:
         print(f"trainpipe: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)

@@ -28,3 +28,9 @@ class DataError(UserError):
     """The data named by the config cannot be used: missing file, unknown column, …"""
 
     kind = "data error"
+
+
+class JobFailed(Exception):
+    """The job ran and failed for a reason the user should read (e.g. divergence): one line, exit 1."""
+
+    exit_code = 1

@@ -119,7 +119,7 @@ def run(cfg: DictConfig, conf: dict[str, Any]) -> float:
         **git_tags(),
         **versions(),
     }
-    run_id = tracker.start(output_dir.name, tags)
+    run_id = tracker.start(output_dir.name, tags, journal_dir=output_dir / "tracking")
     tracker.log_params(flatten(conf))
     tracker.log_metrics(metrics, step=0)
     tracker.finish("FINISHED")

@@ -80,7 +80,7 @@ def test_checkpoints_and_job_state_in_the_output_dir(
     workdir, _ = trained
     (job_dir,) = (workdir / "outputs" / "train" / "digits_mlp").iterdir()
     names = sorted(p.name for p in (job_dir / "checkpoints").iterdir())
-    assert "last.ckpt" in names and any(n.startswith("best-") for n in names)
+    assert any(n.startswith("step-") for n in names) and any(n.startswith("best-") for n in names)
     state = json.loads((job_dir / "job.json").read_text())
     assert state["status"] == "complete" and state["summary"]["model"] == "models:/digits_mlp/1"
     assert (job_dir / "train.log").is_file()

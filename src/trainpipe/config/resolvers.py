@@ -19,13 +19,20 @@ from omegaconf import DictConfig, OmegaConf
 IDENTITY_SECTIONS = ("data", "model", "trainer", "callbacks", "seed", "model_uri")
 
 
-def config_fingerprint(root: DictConfig, length: int = 8) -> str:
+# What a checkpoint's weights depend on: resuming needs the same model and data, not the same
+# max_epochs (a job given more epochs under the same run_name continues where it stopped).
+MODEL_SECTIONS = ("model", "data")
+
+
+def config_fingerprint(
+    root: DictConfig, length: int = 8, sections: tuple[str, ...] = IDENTITY_SECTIONS
+) -> str:
     """A short, stable hash of the training-relevant config (unresolved, so no I/O happens)."""
     picked = {
         key: OmegaConf.to_container(root[key], resolve=False)
         if OmegaConf.is_config(root[key])
         else root[key]
-        for key in IDENTITY_SECTIONS
+        for key in sections
         if key in root
     }
     blob = json.dumps(picked, sort_keys=True, default=str).encode()

@@ -72,6 +72,10 @@ TOP_LEVEL: dict[str, dict[str, Rule]] = {
         "experiment": OPT_STR,
         "debug": OPT_STR,
         "hparams_search": OPT_STR,
+        "resume": STR,
+        "checkpoint": DICT,
+        "preemption": DICT,
+        "divergence": DICT,
         # added to each job by the trainpipe_optuna sweeper: which trial this job evaluates
         "optuna_trial": OPT_DICT,
     },
@@ -92,6 +96,9 @@ TOP_LEVEL: dict[str, dict[str, Rule]] = {
 # key rules inside sections, by dotted prefix; every key of these sections must be listed
 SECTIONS: dict[str, dict[str, Rule]] = {
     "registry": {"register": BOOL, "model_name": STR},
+    "checkpoint": {"_target_": STR, "every_n_steps": NON_NEG_INT, "keep_last": POS_INT},
+    "preemption": {"signals": LIST, "requeue": Rule((str,), choices=("auto", "never"))},
+    "divergence": {"_target_": STR, "max_skipped_batches": NON_NEG_INT},
     "paths": {"root_dir": STR, "log_dir": STR, "output_dir": STR, "cache_dir": STR},
     "data": {
         "_target_": STR,
@@ -179,6 +186,7 @@ SECTIONS: dict[str, dict[str, Rule]] = {
         "tracking_uri": OPT_STR,
         "experiment_name": STR,
         "flush_interval_s": POS_NUMBER,
+        "drain_timeout_s": Rule((int, float), min=0),
     },
 }
 

@@ -145,6 +145,12 @@ def _check_cross_fields(conf: dict[str, Any], entry: str) -> None:
                     f"must be a list of positive ints like [1, 8, 8], got {data['image_shape']}",
                 )
     if entry == "train":
+        for name in conf["preemption"]["signals"]:
+            if name not in ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT"):
+                raise ConfigError(
+                    "preemption.signals",
+                    f"must name SIGTERM, SIGUSR1, SIGUSR2 or SIGINT, got {name!r}",
+                )
         net_target = conf["model"]["net"].get("_target_", "")
         if net_target.endswith(".CNN") and data.get("image_shape") is None:
             raise ConfigError(

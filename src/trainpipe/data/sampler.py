@@ -37,6 +37,9 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.pad = pad
         self.epoch = 0
         self.served = 0  # batches of `epoch` handed out so far
+        self.in_flight = (
+            0  # handed out but not trained on yet (set while a checkpoint is taken mid-step)
+        )
         self._resume_at: tuple[int, int] | None = None  # (epoch, batches to skip)
 
     def set_epoch(self, epoch: int) -> None:
@@ -76,7 +79,7 @@ class EpochBatchSampler(Sampler[list[int]]):
             yield batch
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "served": self.served}
+        return {"epoch": self.epoch, "served": self.served - self.in_flight}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch = state["epoch"]

@@ -57,6 +57,8 @@ class ClassificationModule(L.LightningModule):
                 if s != "train"
             }
         )
+        for metric in self.metrics.values():
+            metric.persistent(True)  # mid-epoch checkpoints carry the running epoch's counts
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(features)

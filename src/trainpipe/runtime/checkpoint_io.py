@@ -14,17 +14,29 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from trainpipe.runtime import faults
+
+# Types our checkpoints may contain beyond torch's weights-only defaults (tensors, containers,
+# numbers, strings). Everything we write is kept to those on purpose (see runtime/rng.py), so the
+# list is empty; anything else in a file is refused at load time.
+SAFE_GLOBALS: list[type] = []
+_saves = 0
+
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to `path` atomically (temp file + fsync + rename + directory fsync)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    global _saves
+    _saves += 1
     try:
         with open(tmp, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        if faults.armed("kill_in_checkpoint_save", _saves):
+            faults.die()
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -37,8 +49,9 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a trainpipe checkpoint with `weights_only=True`."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a trainpipe checkpoint with `weights_only=True` (and only our allowlisted types)."""
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        return torch.load(path, map_location=map_location, weights_only=True)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -29,9 +29,3 @@ class JobState:
         tmp = output_dir / f".{FILE_NAME}.tmp"
         tmp.write_text(json.dumps(asdict(self), indent=2, default=str))
         os.replace(tmp, output_dir / FILE_NAME)
-
-
-def last_checkpoint(output_dir: Path) -> Path | None:
-    """The `last.ckpt` a killed job resumes from, if it has one."""
-    path = output_dir / "checkpoints" / "last.ckpt"
-    return path if path.is_file() else None

@@ -35,4 +35,4 @@ class TrackerLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        self.tracker.flush()
+        pass  # the runner closes the run (tracker.finish) once test and registration are done

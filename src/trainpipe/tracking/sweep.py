@@ -67,41 +67,39 @@ class MLflowSweepCallback(Callback):
             )
 
     def _open_parent(self, config: DictConfig, tracking_uri: str, experiment_name: str) -> None:
+        import mlflow
+        from mlflow.entities import Param
+
         from trainpipe.tracking.params import flatten
-        from trainpipe.tracking.tracker import MLflowTracker
+        from trainpipe.tracking.replay import get_or_create_experiment
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        tracker = MLflowTracker(tracking_uri, experiment_name)
-        overrides = list(config.hydra.overrides.task)
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
         existing = parent_run_id(sweep_dir)
-        if existing is not None:
-            _close_interrupted_children(tracker.client, existing)
-        run_id = tracker.start(
-            sweep_dir.name,
-            {"trainpipe.sweep_dir": str(sweep_dir.resolve()), "trainpipe.sweep": "parent"},
-            run_id=existing,
+        if existing is not None:  # a rerun of this sweep continues it
+            _close_interrupted_children(client, existing)
+            client.update_run(existing, status="RUNNING")
+            return
+        tags = {"trainpipe.sweep_dir": str(sweep_dir.resolve()), "trainpipe.sweep": "parent"}
+        run = client.create_run(
+            get_or_create_experiment(client, experiment_name), run_name=sweep_dir.name, tags=tags
         )
-        if existing is None:
-            sweeper = OmegaConf.to_container(config.hydra.sweeper, resolve=True)
-            tracker.log_params(
-                {
-                    "sweep.overrides": " ".join(overrides),
-                    "sweep.optimized_metric": str(config.get("optimized_metric")),
-                    **flatten(
-                        {
-                            "sweep": {
-                                "sweeper": sweeper,
-                                "launcher": config.hydra.launcher.get("_target_"),
-                            }
-                        }
-                    ),
-                }
-            )
-            tmp = sweep_dir / f".{PARENT_FILE}.tmp{os.getpid()}"
-            tmp.write_text(json.dumps({"run_id": run_id}))
-            os.replace(tmp, sweep_dir / PARENT_FILE)
-        tracker.detach()  # the run stays open until on_multirun_end
+        sweep = {
+            "sweeper": OmegaConf.to_container(config.hydra.sweeper, resolve=True),
+            "launcher": config.hydra.launcher.get("_target_"),
+        }
+        params = {
+            "sweep.overrides": " ".join(config.hydra.overrides.task),
+            "sweep.optimized_metric": str(config.get("optimized_metric")),
+            **flatten({"sweep": sweep}),
+        }
+        items = [Param(k, v) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            client.log_batch(run.info.run_id, params=items[start : start + 100])
+        tmp = sweep_dir / f".{PARENT_FILE}.tmp{os.getpid()}"
+        tmp.write_text(json.dumps({"run_id": run.info.run_id}))
+        os.replace(tmp, sweep_dir / PARENT_FILE)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         tracking = _tracking(config)
@@ -162,20 +160,26 @@ def record_failed_job(config: DictConfig, reason: str) -> None:
 
     try:
         tracking = _tracking(config)
-        sweep_dir = HydraConfig.get().sweep.dir
         if tracking is None:
             return
-        from trainpipe.tracking.tracker import MLflowTracker
+        import mlflow
 
+        from trainpipe.tracking.replay import get_or_create_experiment
+
+        hydra_cfg = HydraConfig.get()
         tags = {
-            OVERRIDES_TAG: " ".join(HydraConfig.get().overrides.task),
+            OVERRIDES_TAG: " ".join(hydra_cfg.overrides.task),
             "trainpipe.failure_reason": reason[:5000],
         }
-        parent = parent_run_id(sweep_dir)
+        parent = parent_run_id(hydra_cfg.sweep.dir)
         if parent:
             tags["mlflow.parentRunId"] = parent
-        tracker = MLflowTracker(*tracking)
-        tracker.start(f"job-{HydraConfig.get().job.num}", tags)
-        tracker.finish("FAILED")
+        client = mlflow.MlflowClient(tracking_uri=tracking[0])
+        run = client.create_run(
+            get_or_create_experiment(client, tracking[1]),
+            run_name=f"job-{hydra_cfg.job.num}",
+            tags=tags,
+        )
+        client.set_terminated(run.info.run_id, status="FAILED")
     except Exception as err:
         log.warning("could not record the failed job in MLflow: %s", str(err).splitlines()[0])

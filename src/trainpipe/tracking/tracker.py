@@ -1,162 +1,160 @@
 """One MLflow run per job, written from rank 0 only; tracking trouble never stops training.
 
-Metrics are buffered and written by a background thread in batches (an sqlite commit per step
-would cost more than a small training step). A failed write keeps its metrics for the next try.
+Every write goes to the job's journal on local disk first (journal.py) and a background thread
+replays it to MLflow (replay.py), retrying with backoff while the store is unreachable. Metrics
+are held in memory until `commit(step)`, which the resume-checkpoint callback calls right before
+it saves: a job killed and resumed from step S therefore journals each metric point exactly once
+(points it already journaled are not journaled again when the resumed job recomputes them).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from trainpipe.tracking.journal import Journal
+from trainpipe.tracking.replay import Replayer, drain
 
-# MLflow accepts at most 1000 metrics per log_batch call
-BATCH_LIMIT = 1000
+log = logging.getLogger(__name__)
 
 
 class MLflowTracker:
-    """The job's MLflow run: params, tags, buffered metrics, artifacts and the final status."""
+    """The job's MLflow run: params, tags, metrics, artifacts, the registered model, the final status."""
 
     enabled = True
 
     def __init__(
-        self, tracking_uri: str | None, experiment_name: str, flush_interval_s: float = 2.0
+        self,
+        tracking_uri: str | None,
+        experiment_name: str,
+        flush_interval_s: float = 2.0,
+        drain_timeout_s: float = 30.0,
+        hold_metrics_until_commit: bool = False,
     ) -> None:
-        import mlflow
-
-        self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()
+        # fail fast on an unreachable server and let our own backoff retry (MLflow's default
+        # HTTP retries would stall the caller for minutes)
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        self.tracking_uri = (
+            tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+        )
         self.experiment_name = experiment_name
         self.flush_interval_s = flush_interval_s
-        self.client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
-        self.run_id: str | None = None
-        self.experiment_id: str | None = None
-        self._pending: list[Any] = []
+        self.drain_timeout_s = drain_timeout_s
+        self.hold_metrics_until_commit = hold_metrics_until_commit
+        self.journal: Journal | None = None
+        self.replayer: Replayer | None = None
+        self._held: list[list[Any]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def run_id(self) -> str | None:
+        return self.journal.run_id if self.journal is not None else None
+
     # -- run lifecycle ---------------------------------------------------------------------
-    def start(self, run_name: str, tags: dict[str, str], run_id: str | None = None) -> str:
-        """Create the run (or continue `run_id`) and start the background writer."""
-        self.experiment_id = self._experiment_id()
-        if run_id is None:
-            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
-            self.run_id = run.info.run_id
+    def start(
+        self, run_name: str, tags: dict[str, str], journal_dir: Path, connect_timeout_s: float = 5.0
+    ) -> str | None:
+        """Open (or reopen) the job's journal and run; returns the run id if MLflow answered in time."""
+        self.journal = Journal(journal_dir)
+        self.replayer = Replayer(self.journal, self.tracking_uri)
+        if not self.journal.has_op("create_run"):
+            key = uuid.uuid4().hex
+            create = {
+                "op": "create_run",
+                "experiment": self.experiment_name,
+                "run_name": run_name,
+                "tags": tags,
+                "key": key,
+            }
+            self.journal.append({**create, "tracking_uri": absolute_uri(self.tracking_uri)})
         else:
-            self.run_id = run_id
-            self.client.update_run(run_id, status="RUNNING")
-            self._safe(lambda: self.client.log_batch(run_id, tags=self._tag_entities(tags)))
+            self.journal.append({"op": "status", "status": "RUNNING"}, {"op": "log", "tags": tags})
+        drain(self.replayer, connect_timeout_s)
+        if self.run_id is None:
+            log.warning(
+                "MLflow at %s is not answering; tracking goes to %s and is sent when it is back",
+                self.tracking_uri,
+                journal_dir,
+            )
         self._thread = threading.Thread(target=self._writer, name="mlflow-writer", daemon=True)
         self._thread.start()
         return self.run_id
 
-    def _experiment_id(self) -> str:
-        found = self.client.get_experiment_by_name(self.experiment_name)
-        if found is not None:
-            if found.lifecycle_stage == "deleted":
-                self.client.restore_experiment(found.experiment_id)
-            return found.experiment_id
-        try:
-            return self.client.create_experiment(self.experiment_name)
-        except Exception:  # another job created it between our lookup and create
-            found = self.client.get_experiment_by_name(self.experiment_name)
-            if found is None:
-                raise
-            return found.experiment_id
-
-    def detach(self) -> None:
-        """Stop the background writer and flush, leaving the run open (e.g. a sweep's parent)."""
+    def finish(self, status: str = "FINISHED", reason: str | None = None) -> int:
+        """Commit every metric, close the run with `status`, and try to send it all; returns ops left."""
+        if self.journal is None:
+            return 0
+        self.commit()
+        tags = {"trainpipe.failure_reason": reason[:5000]} if reason else {}
+        self.journal.append({"op": "log", "tags": tags}, {"op": "status", "status": status})
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
-        self.flush()
-
-    def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
-        """Flush everything and close the run with `status` (FINISHED, FAILED or KILLED)."""
-        if self.run_id is None:
-            return
-        self.detach()
-        if reason:
-            self._safe(
-                lambda: self.client.set_tag(self.run_id, "trainpipe.failure_reason", reason[:5000])
-            )
-        self._safe(lambda: self.client.set_terminated(self.run_id, status=status))
+        left = drain(self.replayer, self.drain_timeout_s)
+        if left:
+            log.warning(
+                "%d tracking operation(s) could not reach MLflow (%s); they are kept in %s and sent by "
+                "the next start of this job or `trainpipe sync %s`",
+                left, self.tracking_uri, self.journal.directory, self.journal.directory.parent,
+            )  # fmt: skip
+        return left
 
     # -- what gets logged -----------------------------------------------------------------
     def log_params(self, params: dict[str, str]) -> None:
-        from mlflow.entities import Param
-
-        items = [Param(k, v) for k, v in params.items()]
-        for start in range(0, len(items), 100):  # MLflow's per-call param limit
-            self._safe(
-                lambda chunk=items[start : start + 100]: self.client.log_batch(
-                    self.run_id, params=chunk
-                )
-            )
+        self.journal.append({"op": "log", "params": params})
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self._safe(lambda: self.client.log_batch(self.run_id, tags=self._tag_entities(tags)))
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        with self._lock:
-            self._pending.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
-            full = len(self._pending) >= BATCH_LIMIT
-        if full:
-            self._wake.set()
+        self.journal.append({"op": "log", "tags": {k: str(v)[:5000] for k, v in tags.items()}})
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        self._safe(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+        self.journal.append(
+            {"op": "artifact", "path": str(Path(path).resolve()), "artifact_path": artifact_path}
+        )
 
-    def flush(self) -> bool:
-        """Write buffered metrics now; False (metrics kept for later) if the store did not take them."""
+    def register_model(self, package: Path, model_name: str, version_tags: dict[str, str]) -> None:
+        self.journal.append(
+            {
+                "op": "register",
+                "package": str(Path(package).resolve()),
+                "model_name": model_name,
+                "version_tags": version_tags,
+            }
+        )
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
         with self._lock:
-            batch, self._pending = self._pending, []
-        for start in range(0, len(batch), BATCH_LIMIT):
-            chunk = batch[start : start + BATCH_LIMIT]
-            if not self._safe(
-                lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk)
-            ):
-                with self._lock:
-                    self._pending[:0] = batch[start:]
-                return False
-        return True
+            self._held.extend([key, float(value), now, step] for key, value in metrics.items())
+
+    def commit(self, up_to_step: int | None = None) -> None:
+        """Journal the held metrics of steps <= `up_to_step` (all if None), skipping points already journaled."""
+        if self.journal is None:
+            return
+        with self._lock:
+            ready = [m for m in self._held if up_to_step is None or m[3] <= up_to_step]
+            self._held = [m for m in self._held if not (up_to_step is None or m[3] <= up_to_step)]
+        fresh = [m for m in ready if (m[0], m[3]) not in self.journal.metric_points]
+        if fresh:
+            self.journal.append({"op": "log", "metrics": fresh})
+            self._wake.set()
 
     def _writer(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
-            self.flush()
-
-    # -- helpers --------------------------------------------------------------------------
-    @staticmethod
-    def _tag_entities(tags: dict[str, str]) -> list[Any]:
-        from mlflow.entities import RunTag
-
-        return [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
-
-    def _safe(self, call: Any) -> bool:
-        try:
-            call()
-            return True
-        except Exception as err:  # tracking must never take training down
-            log.warning(
-                "MLflow (%s) call failed, training continues: %s",
-                self.tracking_uri,
-                str(err).splitlines()[0],
-            )
-            return False
-
-    def ui_command(self) -> str:
-        return f"mlflow ui --backend-store-uri {self.tracking_uri}"
+            if not self.hold_metrics_until_commit:
+                self.commit()
+            drain(self.replayer, self.flush_interval_s, stop=self._stop)
 
     def lightning_logger(self) -> Any:
         from trainpipe.tracking.lightning_logger import TrackerLogger
@@ -165,21 +163,24 @@ class MLflowTracker:
 
 
 class NullTracker:
-    """`logger=none`: the same interface, records nothing (and so registers nothing)."""
+    """`logger=none` (and ranks > 0): the same interface, records nothing."""
 
     enabled = False
     run_id: str | None = None
     tracking_uri = None
     experiment_name = "none"
+    hold_metrics_until_commit = False
 
     def __init__(self, **_: Any) -> None:
         pass
 
-    def start(self, run_name: str, tags: dict[str, str], run_id: str | None = None) -> None:
+    def start(
+        self, run_name: str, tags: dict[str, str], journal_dir: Path, connect_timeout_s: float = 5.0
+    ) -> None:
         return None
 
-    def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
-        pass
+    def finish(self, status: str = "FINISHED", reason: str | None = None) -> int:
+        return 0
 
     def log_params(self, params: dict[str, str]) -> None:
         pass
@@ -187,17 +188,46 @@ class NullTracker:
     def set_tags(self, tags: dict[str, str]) -> None:
         pass
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        pass
-
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         pass
 
-    def flush(self) -> bool:
-        return True
+    def register_model(self, package: Path, model_name: str, version_tags: dict[str, str]) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def commit(self, up_to_step: int | None = None) -> None:
+        pass
 
     def lightning_logger(self) -> Any:
         # a logger that records nothing: callbacks such as LearningRateMonitor require one
         from trainpipe.tracking.lightning_logger import TrackerLogger
 
         return TrackerLogger(self)
+
+
+def absolute_uri(uri: str) -> str:
+    """A sqlite URI relative to the working directory, made absolute (so `trainpipe sync` works anywhere)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+def sync(
+    output_dir: Path, tracking_uri: str | None = None, deadline_s: float = 60.0
+) -> tuple[int, Journal]:
+    """`trainpipe sync`: send a job's unsent tracking operations; returns (operations left, journal)."""
+    journal_dir = Path(output_dir) / "tracking"
+    if not (journal_dir / "journal.jsonl").is_file():
+        raise FileNotFoundError(f"{output_dir} has no tracking journal (tracking/journal.jsonl)")
+    journal = Journal(journal_dir)
+    uri = (
+        tracking_uri
+        or journal.entries[0].get("tracking_uri")
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or "sqlite:///mlflow.db"
+    )
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    return drain(Replayer(journal, uri), deadline_s), journal

@@ -1,0 +1,67 @@
+"""Stop a job whose loss or gradients stop being finite, before the bad step touches the weights.
+
+A non-finite loss (seen before backward) or gradient (seen before the optimizer step) either
+skips that batch — its gradients are dropped, so the optimizer leaves every weight and moment
+as it was — up to `max_skipped_batches` times, or stops the job with `DivergenceError` naming
+the step and the value. No checkpoint is written after the bad step, so the newest checkpoint
+is the last good one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from trainpipe.errors import JobFailed
+from trainpipe.runtime import faults
+
+
+class DivergenceError(JobFailed):
+    """Training produced a NaN/inf loss or gradient."""
+
+
+class DivergenceGuard(Callback):
+    def __init__(self, max_skipped_batches: int = 0) -> None:
+        self.max_skipped_batches = max_skipped_batches
+        self.skipped = 0
+        self._bad: str | None = None
+
+    def on_train_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._bad = None
+        if faults.armed("nan", trainer.global_step + 1):
+            batch[0].fill_(float("nan"))
+
+    def on_before_backward(self, trainer: Any, pl_module: Any, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss.detach()).all():
+            self._bad = f"train/loss={loss.detach().float().item()}"
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        if self._bad is None:
+            norms = [p.grad.detach().norm() for p in pl_module.parameters() if p.grad is not None]
+            total = torch.stack(norms).norm().item() if norms else 0.0
+            if not math.isfinite(total):
+                self._bad = f"gradient norm={total}"
+        if self._bad is None:
+            return
+        step = trainer.global_step + 1  # the optimizer step this batch was about to take
+        if self.skipped < self.max_skipped_batches:
+            self.skipped += 1
+            optimizer.zero_grad(set_to_none=True)  # params without grads are left untouched
+            pl_module.print(
+                f"divergence: skipped the batch of step {step} ({self._bad}); {self.skipped}/{self.max_skipped_batches} skips used"
+            )
+            return
+        raise DivergenceError(
+            f"non-finite {self._bad} at step {step}; the last good checkpoint is kept"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped": self.skipped}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skipped = state_dict.get("skipped", 0)

@@ -1,0 +1,136 @@
+"""Checkpoints a killed job resumes from: every `every_n_steps` optimizer steps and at each epoch end.
+
+Files are `checkpoints/step-<global step>.ckpt` (atomic writes, runtime/checkpoint_io.py); the
+newest `keep_last` are kept (the best-by-metric checkpoint is ModelCheckpoint's business). Each
+file also carries every rank's RNG states, restored right before the first resumed batch, and —
+through the data loader's own state — the position inside the epoch. Before each save the
+tracker journals the metrics of the steps the checkpoint covers, so a resumed job logs each
+metric point once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from trainpipe.runtime import faults, rng
+
+STEP_FILE = re.compile(r"^step-(\d+)\.ckpt$")
+
+
+def step_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the step checkpoints in `directory`, newest first."""
+    found = [
+        (int(m.group(1)), p)
+        for p in directory.glob("step-*.ckpt")
+        if (m := STEP_FILE.match(p.name))
+    ]
+    return sorted(found, reverse=True)
+
+
+def _rank() -> int:
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_rank() if distributed else 0
+
+
+class ResumeCheckpoint(Callback):
+    def __init__(
+        self, every_n_steps: int = 50, keep_last: int = 3, dirpath: str | None = None
+    ) -> None:
+        self.every_n_steps = every_n_steps
+        self.keep_last = keep_last
+        self.dirpath = Path(dirpath) if dirpath else None
+        self.before_save: Callable[[int], None] = lambda step: (
+            None
+        )  # the runner hooks tracking in here
+        self._rng_to_restore: Any = None
+        self._last_saved_step = -1
+        self._in_flight = False
+
+    # -- when to save -------------------------------------------------------------------------
+    # Step S is saved when step S+1 is about to start, not in on_train_batch_end: Lightning hands
+    # step S's metrics to the logger only after on_train_batch_end, and a checkpoint must not
+    # cover steps whose metrics are not journaled yet.
+    def on_train_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        if (
+            self._rng_to_restore is not None
+        ):  # as late as possible: overrides whatever restoring drew
+            rng.restore(self._rng_to_restore)
+            self._rng_to_restore = None
+            self._last_saved_step = step
+        if self.every_n_steps and step and step % self.every_n_steps == 0:
+            self.save(trainer, batch_in_flight=True)
+        if faults.armed("kill", step) and batch_idx > 0:
+            faults.die()
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if faults.armed("kill_before_checkpoint", trainer.global_step):
+            faults.die()
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if faults.armed("kill_at_epoch_end", trainer.current_epoch):
+            faults.die()
+        self.save(trainer)
+        if faults.armed("kill", trainer.global_step):
+            faults.die()
+
+    def save(self, trainer: Any, batch_in_flight: bool = False) -> Path | None:
+        """Write `step-<global step>.ckpt` (all ranks take part; rank 0 writes) and prune old ones.
+
+        `batch_in_flight`: called between fetching a batch and training on it, so the loader's
+        position is one batch ahead of what the weights have seen.
+        """
+        step = trainer.global_step
+        if step == self._last_saved_step and batch_in_flight:
+            return None
+        self.before_save(step)
+        path = self.dirpath / f"step-{step:08d}.ckpt"
+        sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
+        self._in_flight = batch_in_flight
+        if batch_in_flight and hasattr(sampler, "in_flight"):
+            sampler.in_flight = 1
+        try:
+            trainer.save_checkpoint(path)
+        finally:
+            self._in_flight = False
+            if hasattr(sampler, "in_flight"):
+                sampler.in_flight = 0
+        self._last_saved_step = step
+        if trainer.is_global_zero:
+            for _, old in step_checkpoints(self.dirpath)[self.keep_last :]:
+                old.unlink(missing_ok=True)
+        return path
+
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        if not self._in_flight:
+            return
+        # Lightning counted the fetched batch as "ready" before on_train_batch_start; undo that so
+        # the checkpoint reads "S steps done, nothing in flight" and Lightning's restart logic
+        # (RESTARTED_ON_LAST: no extra step count, no skipped or repeated batch) resumes at S+1.
+        progress = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]
+        progress["total"]["ready"] -= 1
+        progress["current"]["ready"] -= 1
+        progress["is_last_batch"] = False
+
+    # -- what a checkpoint carries beyond Lightning's own state ---------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        states = [rng.capture()]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            states = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(states, rng.capture())
+        return {"rng_per_rank": states}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        states = state_dict.get("rng_per_rank") or []
+        rank = _rank()
+        self._rng_to_restore = states[rank] if rank < len(states) else None

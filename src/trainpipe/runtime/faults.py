@@ -1,0 +1,42 @@
+"""Fault injection for resilience tests and drills: `TRAINPIPE_INJECT_FAULT=<fault>@<n>`.
+
+  kill@N                     SIGKILL this process right after optimizer step N (and its checkpoint)
+  kill_before_checkpoint@N   SIGKILL after step N, before a checkpoint of step N is written
+  kill_at_epoch_end@E        SIGKILL after epoch E's validation, before its end-of-epoch checkpoint
+  kill_in_checkpoint_save@K  SIGKILL inside the K-th checkpoint write: temp file written, not renamed
+  nan@N                      poison the batch of step N (NaN features → NaN loss)
+  rank=R:<fault>@<n>         only on global rank R
+
+Unset in normal use: every check is one dict lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "TRAINPIPE_INJECT_FAULT"
+
+
+def _parse() -> tuple[str, int] | None:
+    spec = os.environ.get(ENV, "").strip()
+    if not spec:
+        return None
+    if spec.startswith("rank="):
+        rank, _, spec = spec[len("rank=") :].partition(":")
+        if int(rank) != int(os.environ.get("RANK", 0)):
+            return None
+    name, _, at = spec.partition("@")
+    return name, int(at)
+
+
+FAULT = _parse()
+
+
+def armed(name: str, at: int) -> bool:
+    return FAULT is not None and (name, at) == FAULT
+
+
+def die() -> None:
+    """A real SIGKILL: no handler, no cleanup, no flush."""
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,142 @@
+"""Send journaled operations to MLflow, in order, each at most once as far as MLflow can tell.
+
+Each operation is idempotent against the store: runs are found again by a key tag before one is
+created, metrics keep their journaled timestamps (MLflow keeps one row per identical point),
+params are re-sent with the same value, and a model is registered only if the run has no version
+yet. So an operation that was applied but not yet marked sent can safely be applied again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from trainpipe.tracking.journal import Journal
+
+log = logging.getLogger(__name__)
+
+RUN_KEY_TAG = "trainpipe.run_key"
+
+
+class Replayer:
+    """Applies a journal's unsent operations to one tracking store."""
+
+    def __init__(self, journal: Journal, tracking_uri: str) -> None:
+        import mlflow
+
+        self.journal = journal
+        self.tracking_uri = tracking_uri
+        self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+
+    def send_pending(self) -> int:
+        """Apply unsent operations until one fails; returns how many are still unsent."""
+        pending = self.journal.unsent()
+        for index, entry in enumerate(pending):
+            if entry["op"] != "create_run" and self.journal.run_id is None:
+                return len(pending) - index  # cannot happen in a well-formed journal
+            run_id = self._apply(entry)
+            self.journal.mark_sent(entry["seq"], run_id)
+        return 0
+
+    def _apply(self, entry: dict[str, Any]) -> str | None:
+        op = entry["op"]
+        run_id = self.journal.run_id
+        if op == "create_run":
+            return self._create_run(entry)
+        if op == "log":
+            self._log(run_id, entry)
+        elif op == "artifact":
+            self.client.log_artifact(run_id, entry["path"], entry.get("artifact_path"))
+        elif op == "status":
+            if entry["status"] == "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
+            else:
+                self.client.set_terminated(run_id, status=entry["status"])
+        elif op == "register":
+            self._register(run_id, entry)
+        else:
+            raise ValueError(f"unknown journal operation {op!r}")
+        return None
+
+    def _create_run(self, entry: dict[str, Any]) -> str:
+        experiment_id = get_or_create_experiment(self.client, entry["experiment"])
+        found = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{entry['key']}'"
+        )
+        if found:
+            return found[0].info.run_id
+        tags = {**entry["tags"], RUN_KEY_TAG: entry["key"]}
+        return self.client.create_run(
+            experiment_id, run_name=entry["run_name"], tags=tags
+        ).info.run_id
+
+    def _log(self, run_id: str, entry: dict[str, Any]) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        params = [Param(k, v) for k, v in entry.get("params", {}).items()]
+        tags = [RunTag(k, v) for k, v in entry.get("tags", {}).items()]
+        metrics = [Metric(k, v, ts, step) for k, v, ts, step in entry.get("metrics", [])]
+        # MLflow's per-call limits: 100 params, 100 tags, 1000 metrics
+        for start in range(0, len(params), 100):
+            self.client.log_batch(run_id, params=params[start : start + 100])
+        for start in range(0, len(tags), 100):
+            self.client.log_batch(run_id, tags=tags[start : start + 100])
+        for start in range(0, len(metrics), 1000):
+            self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
+
+    def _register(self, run_id: str, entry: dict[str, Any]) -> None:
+        from trainpipe.tracking.registry import log_and_register
+
+        existing = self.client.search_model_versions(
+            f"name='{entry['model_name']}' and run_id='{run_id}'"
+        )
+        if existing:
+            return
+        log_and_register(
+            self.tracking_uri, run_id, entry["model_name"], entry["package"], entry["version_tags"]
+        )
+
+
+def get_or_create_experiment(client: Any, name: str) -> str:
+    """The id of experiment `name`, created (or restored from deleted) if needed; safe under races."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        if found.lifecycle_stage == "deleted":
+            client.restore_experiment(found.experiment_id)
+        return found.experiment_id
+    try:
+        return client.create_experiment(name)
+    except Exception:  # created by another job between our lookup and create
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def drain(replayer: Replayer, deadline_s: float, stop: Any = None) -> int:
+    """Retry with backoff until the journal is sent or `deadline_s` passes; returns what is left."""
+    delay, started = 0.5, time.monotonic()
+    while True:
+        try:
+            left = replayer.send_pending()
+        except Exception as err:
+            left = len(replayer.journal.unsent())
+            log.warning(
+                "MLflow (%s) unavailable, %d tracking operation(s) kept: %s",
+                replayer.tracking_uri,
+                left,
+                _first_line(err),
+            )
+        if left == 0:
+            return 0
+        remaining = deadline_s - (time.monotonic() - started)
+        if remaining <= 0 or (stop is not None and stop.is_set()):
+            return left
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 30.0)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

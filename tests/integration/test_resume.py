@@ -1,0 +1,235 @@
+"""Kill a job anywhere; the same command resumes it into the same MLflow run, bit for bit."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import cli_env, run_cli
+from tests.integration.mlflow_store import metric_steps, runs_of
+
+pytestmark = pytest.mark.slow
+
+# 23 batches per epoch, 3 epochs = 69 steps; a resume checkpoint every 5 steps and at epoch ends
+JOB = [
+    "trainer.max_epochs=3",
+    "checkpoint.every_n_steps=5",
+    "trainer.deterministic=true",
+    "trainer.log_every_n_steps=1",
+]
+JOB += [
+    "registry.register=false",
+    "test_after_fit=false",
+    "trainer.enable_progress_bar=false",
+    "run_name=job",
+]
+JOB_DIR = Path("outputs/train/digits_mlp/job")
+
+
+def final_state(workdir: Path) -> dict:
+    newest = max((workdir / JOB_DIR / "checkpoints").glob("step-*.ckpt"))
+    assert newest.name == "step-00000069.ckpt"
+    return torch.load(newest, weights_only=True)
+
+
+def histories(workdir: Path) -> dict[str, list[tuple[int, float]]]:
+    (run,) = runs_of(workdir, "digits_mlp")
+    assert run.info.status == "FINISHED"
+    return {
+        key: metric_steps(workdir, run.info.run_id, key)
+        for key in ("train/loss", "val/acc", "val/loss", "train/acc")
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    """The uninterrupted job: its final weights and metric histories."""
+    workdir = tmp_path_factory.mktemp("reference")
+    result = run_cli(["train", *JOB], cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return final_state(workdir), histories(workdir)
+
+
+def assert_same_as_reference(workdir: Path, reference: tuple[dict, dict]) -> None:
+    weights, history = reference
+    state = final_state(workdir)
+    assert state["global_step"] == weights["global_step"]
+    for name, tensor in weights["state_dict"].items():
+        assert torch.equal(tensor, state["state_dict"][name]), name
+    resumed = histories(workdir)  # also: exactly one MLflow run
+    assert len(history["train/loss"]) == 69
+    assert resumed == history  # every step once, same values
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "kill@3",  # before the first checkpoint
+        "kill@12",  # mid-epoch, after the step-10 checkpoint
+        "kill_at_epoch_end@0",  # after epoch 0's validation, before its checkpoint
+        "kill_in_checkpoint_save@2",  # inside the step-10 save: temp file written, not renamed
+    ],
+)
+def test_killed_job_resumes_bit_exactly_into_the_same_run(
+    workdir: Path, reference: tuple[dict, dict], fault: str
+) -> None:
+    killed = run_cli(["train", *JOB], cwd=workdir, TRAINPIPE_INJECT_FAULT=fault)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    if fault.startswith("kill_in_checkpoint_save"):
+        names = sorted(p.name for p in (workdir / JOB_DIR / "checkpoints").iterdir())
+        assert "step-00000005.ckpt" in names and "step-00000010.ckpt" not in names
+        assert any(n.startswith(".step-00000010.ckpt.tmp") for n in names)  # the half-done save
+    resumed = run_cli(["train", *JOB], cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_as_reference(workdir, reference)
+
+
+def test_a_corrupt_newest_checkpoint_is_skipped(
+    workdir: Path, reference: tuple[dict, dict]
+) -> None:
+    killed = run_cli(["train", *JOB], cwd=workdir, TRAINPIPE_INJECT_FAULT="kill@12")
+    assert killed.returncode == -signal.SIGKILL
+    newest = workdir / JOB_DIR / "checkpoints" / "step-00000010.ckpt"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated
+    resumed = run_cli(["train", *JOB], cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (
+        "skipping checkpoint" in resumed.stderr + resumed.stdout
+        and "step-00000010.ckpt" in resumed.stderr + resumed.stdout
+    )
+    assert (
+        "resuming from" in resumed.stderr + resumed.stdout
+        and "step-00000005.ckpt" in resumed.stderr + resumed.stdout
+    )
+    assert_same_as_reference(workdir, reference)
+
+
+def test_sigterm_checkpoints_at_a_step_boundary_and_exits_75(
+    workdir: Path, reference: tuple[dict, dict]
+) -> None:
+    command = [sys.executable, "-m", "trainpipe", "train", *JOB]
+    job = subprocess.Popen(
+        command,
+        cwd=workdir,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    first = workdir / JOB_DIR / "checkpoints" / "step-00000005.ckpt"
+    deadline = time.monotonic() + 120
+    while not first.exists() and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    output, _ = job.communicate(timeout=120)
+    assert job.returncode == 75, output[-3000:]
+    steps = sorted(
+        int(p.stem.split("-")[1]) for p in (workdir / JOB_DIR / "checkpoints").glob("step-*.ckpt")
+    )
+    stopped_at = steps[-1]
+    assert 5 <= stopped_at < 69
+    assert f"stopped after step {stopped_at}" in output
+    (run,) = runs_of(workdir, "digits_mlp")
+    assert (
+        run.info.status == "KILLED"
+        and f"at step {stopped_at}" in run.data.tags["trainpipe.preempted"]
+    )
+    state = torch.load(
+        workdir / JOB_DIR / "checkpoints" / f"step-{stopped_at:08d}.ckpt", weights_only=True
+    )
+    assert state["global_step"] == stopped_at
+    resumed = run_cli(["train", *JOB], cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_as_reference(workdir, reference)
+
+
+def test_nan_stops_the_job_naming_the_step_and_keeps_the_last_good_checkpoint(
+    workdir: Path,
+) -> None:
+    result = run_cli(["train", *JOB], cwd=workdir, TRAINPIPE_INJECT_FAULT="nan@7")
+    assert result.returncode == 1
+    assert "non-finite train/loss=nan at step 7" in result.stderr
+    assert "Traceback" not in result.stderr
+    (run,) = runs_of(workdir, "digits_mlp")
+    assert run.info.status == "FAILED" and "step 7" in run.data.tags["trainpipe.failure_reason"]
+    names = sorted(p.name for p in (workdir / JOB_DIR / "checkpoints").glob("step-*.ckpt"))
+    assert names == ["step-00000005.ckpt"]
+    state = torch.load(workdir / JOB_DIR / "checkpoints" / names[0], weights_only=True)
+    assert all(
+        torch.isfinite(t).all() for t in state["state_dict"].values() if t.is_floating_point()
+    )
+
+
+def test_nan_batch_can_be_skipped(workdir: Path) -> None:
+    result = run_cli(
+        ["train", *JOB, "divergence.max_skipped_batches=1"],
+        cwd=workdir,
+        TRAINPIPE_INJECT_FAULT="nan@7",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "skipped the batch of step 7" in result.stdout + result.stderr
+    (run,) = runs_of(workdir, "digits_mlp")
+    assert run.info.status == "FINISHED"
+
+
+def test_resume_never_starts_a_new_run_and_keeps_the_old_attempt(workdir: Path) -> None:
+    short = [*JOB, "trainer.max_epochs=1"]
+    assert run_cli(["train", *short], cwd=workdir).returncode == 0
+    again = run_cli(["train", *short], cwd=workdir)
+    assert "already complete" in again.stdout
+    fresh = run_cli(["train", *short, "resume=never"], cwd=workdir)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert len(runs_of(workdir, "digits_mlp")) == 2
+    assert (workdir / JOB_DIR / "attempts" / "1" / "checkpoints").is_dir()
+    bad = run_cli(["train", *short, "resume=nowhere.ckpt"], cwd=workdir)
+    assert bad.returncode == 2 and "resume: no checkpoint file at 'nowhere.ckpt'" in bad.stderr
+
+
+def test_torchrun_job_killed_and_resumed_equals_the_uninterrupted_one(tmp_path: Path) -> None:
+    ddp = [
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=2",
+        *[a for a in JOB if not a.startswith("trainer.max_epochs")],
+    ]
+
+    def torchrun(cwd: Path, **env: str) -> subprocess.CompletedProcess:
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "trainpipe",
+            "train",
+            *ddp,
+        ]
+        return subprocess.run(
+            command, cwd=cwd, env=cli_env(**env), capture_output=True, text=True, timeout=600
+        )
+
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "killed").mkdir()
+    assert torchrun(tmp_path / "ref").returncode == 0
+    assert torchrun(tmp_path / "killed", TRAINPIPE_INJECT_FAULT="kill@17").returncode != 0
+    resumed = torchrun(tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ckpts = [
+        max((tmp_path / d / JOB_DIR / "checkpoints").glob("step-*.ckpt")) for d in ("ref", "killed")
+    ]
+    a, b = (torch.load(p, weights_only=True) for p in ckpts)
+    assert a["global_step"] == b["global_step"] == 24  # 12 steps per epoch per rank, 2 epochs
+    for name, tensor in a["state_dict"].items():
+        assert torch.equal(tensor, b["state_dict"][name]), name
+    assert metric_steps(
+        tmp_path / "ref", runs_of(tmp_path / "ref", "digits_mlp")[0].info.run_id, "train/loss"
+    ) == metric_steps(
+        tmp_path / "killed", runs_of(tmp_path / "killed", "digits_mlp")[0].info.run_id, "train/loss"
+    )
+    assert len(runs_of(tmp_path / "killed", "digits_mlp")) == 1
