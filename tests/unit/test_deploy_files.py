@@ -263,9 +263,10 @@ def test_sbatch_script_runs_trainpipe_under_torchrun_with_rendezvous() -> None:
 
 
 FAKE_TORCHRUN = """#!/bin/bash
+trap 'echo TERM > "$FAKE_OUT.term"; exit 75' TERM   # like trainpipe: checkpoint, exit 75
 "$FAKE_PYTHON" -c 'import json, os, sys; print(json.dumps({"argv": sys.argv[1:],
   "uri": os.environ.get("MLFLOW_TRACKING_URI")}))' "$@" > "$FAKE_OUT"
-sleep "${FAKE_SLEEP:-0}"
+sleep "${FAKE_SLEEP:-0}" & wait $!
 exit 7
 """
 
@@ -334,10 +335,11 @@ def test_sbatch_script_passes_overrides_and_tracking_uri_to_every_node(
     assert json.loads((tmp_path / "torchrun.json").read_text())["uri"] == "http://tracking:5000"
 
 
-def test_sbatch_script_survives_the_usr1_warning_and_keeps_waiting(
+def test_sbatch_script_turns_the_usr1_warning_into_a_clean_stop(
     fake_slurm: dict[str, str], tmp_path: Path
 ) -> None:
-    """SLURM's `--signal=B:USR1@…` goes to the batch shell: it must not die of it (default action)."""
+    """SLURM's `--signal=B:USR1@…` goes to the batch shell: it must not die of it (default action)
+    but pass SIGTERM to the ranks (which checkpoint and exit 75) and wait for them."""
     fake_slurm["FAKE_SLEEP"] = "2"
     proc = subprocess.Popen(
         ["bash", str(SBATCH)], env=fake_slurm, cwd=tmp_path, stderr=subprocess.PIPE, text=True
@@ -348,7 +350,8 @@ def test_sbatch_script_survives_the_usr1_warning_and_keeps_waiting(
     proc.send_signal(signal.SIGUSR1)
     _, stderr = proc.communicate(timeout=30)
     assert "USR1 received" in stderr
-    assert proc.returncode == 7, stderr  # waited for torchrun, not killed by the signal
+    assert (tmp_path / "torchrun.json.term").exists()  # the ranks were told to stop
+    assert proc.returncode == 75, stderr  # waited for them; their exit status comes back
 
 
 # ---------------------------------------------------------------- Hydra submitit launcher configs
