@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 MLFLOW_DISABLE_TELEMETRY=true
-.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"
