@@ -31,10 +31,14 @@ def build_trainer(
 
     checkpoints = str(output_dir / "checkpoints")
     resume_checkpoint = instantiate(cfg.checkpoint, dirpath=checkpoints)
-    resume_checkpoint.before_save = lambda step: tracker.commit(step)
+    divergence = instantiate(cfg.divergence)
+    resume_checkpoint.before_save = [
+        lambda trainer, step: divergence.check_weights(trainer.lightning_module, step),
+        lambda trainer, step: tracker.commit(step),
+    ]
     callbacks = [
         RunIdentity(run_id, model_fingerprint),
-        instantiate(cfg.divergence),
+        divergence,
         resume_checkpoint,
         PreemptionHandler(resume_checkpoint.save, tuple(conf["preemption"]["signals"])),
     ]

@@ -1,10 +1,12 @@
 """Stop a job whose loss or gradients stop being finite, before the bad step touches the weights.
 
-A non-finite loss (seen before backward) or gradient (seen before the optimizer step) either
-skips that batch — its gradients are dropped, so the optimizer leaves every weight and moment
-as it was — up to `max_skipped_batches` times, or stops the job with `DivergenceError` naming
-the step and the value. No checkpoint is written after the bad step, so the newest checkpoint
-is the last good one.
+A non-finite loss (seen before backward, every step: one scalar) or gradient (seen before the
+optimizer step when `check_gradients`, at the price of a pass over all gradients per step)
+either skips that batch — its gradients are dropped, so the optimizer leaves every weight and
+moment as it was — up to `max_skipped_batches` times, or stops the job with `DivergenceError`
+naming the step and the value. Whatever slips through (an overflowing gradient with a finite
+loss) is caught by `check_weights`, which runs before every checkpoint, so a checkpoint never
+holds non-finite weights and the newest one is the last good state.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ class DivergenceError(JobFailed):
 
 
 class DivergenceGuard(Callback):
-    def __init__(self, max_skipped_batches: int = 0) -> None:
+    def __init__(self, max_skipped_batches: int = 0, check_gradients: bool = False) -> None:
         self.max_skipped_batches = max_skipped_batches
+        self.check_gradients = check_gradients
         self.skipped = 0
         self._bad: str | None = None
 
@@ -41,9 +44,8 @@ class DivergenceGuard(Callback):
             self._bad = f"train/loss={loss.detach().float().item()}"
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        if self._bad is None:
-            norms = [p.grad.detach().norm() for p in pl_module.parameters() if p.grad is not None]
-            total = torch.stack(norms).norm().item() if norms else 0.0
+        if self._bad is None and self.check_gradients:
+            total = _norm([p.grad for p in pl_module.parameters() if p.grad is not None])
             if not math.isfinite(total):
                 self._bad = f"gradient norm={total}"
         if self._bad is None:
@@ -60,8 +62,22 @@ class DivergenceGuard(Callback):
             f"non-finite {self._bad} at step {step}; the last good checkpoint is kept"
         )
 
+    def check_weights(self, pl_module: Any, step: int) -> None:
+        """Before a checkpoint of `step`: refuse to save weights that are no longer finite."""
+        total = _norm([p for p in pl_module.parameters()])
+        if not math.isfinite(total):
+            raise DivergenceError(
+                f"non-finite weights after step {step} (weight norm={total}); the last good checkpoint is kept"
+            )
+
     def state_dict(self) -> dict[str, Any]:
         return {"skipped": self.skipped}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.skipped = state_dict.get("skipped", 0)
+
+
+def _norm(tensors: list[torch.Tensor]) -> float:
+    return (
+        torch.stack([t.detach().float().norm() for t in tensors]).norm().item() if tensors else 0.0
+    )

@@ -93,7 +93,8 @@ class ResumeCheckpoint(Callback):
         step = trainer.global_step
         if step == self._last_saved_step and batch_in_flight:
             return None
-        self.before_save(step)
+        for hook in self.before_save:
+            hook(trainer, step)
         path = self.dirpath / f"step-{step:08d}.ckpt"
         sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
         self._in_flight = batch_in_flight

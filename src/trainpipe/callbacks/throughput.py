@@ -6,9 +6,10 @@ Excluded: the first `warmup_steps` batches of the fit, the first batch of each e
 would include iterator setup and the previous validation round) and any interval that spans a
 validation run. The cost is two `time.perf_counter()` calls and two list appends per batch.
 
-Per epoch it logs `perf/step_time_ms` (median step) and `perf/samples_per_s` (samples over the
-summed step times). `summary()` describes the whole fit; with `output_path` set, rank 0 writes
-it there as JSON when the fit ends (the benchmarks read that file).
+Per epoch it logs `perf/step_time_ms` (median step; under DDP the mean over ranks) and
+`perf/samples_per_s` (samples over the summed step times; under DDP the sum over ranks, i.e. the
+job's throughput). `summary()` describes this process's whole fit; with `output_path` set, rank 0
+writes it there as JSON when the fit ends (the benchmarks read that file).
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class ThroughputMonitor(Callback):
         self.warmup_steps = warmup_steps
         self.output_path = output_path
         self.step_times_s: list[float] = []  # steady-state steps of the whole fit
-        self.batch_times_s: list[float] = []  # on_train_batch_start → on_train_batch_end of those steps
+        self.batch_times_s: list[
+            float
+        ] = []  # on_train_batch_start → on_train_batch_end of those steps
         self.samples = 0  # rows in the measured steps
         self.epochs: list[dict[str, float]] = []
         self.first_step_unix: float | None = None  # time.time() when the first train batch started
@@ -68,13 +71,17 @@ class ThroughputMonitor(Callback):
         self._epoch_first = len(self.step_times_s)
         self._epoch_samples = 0
 
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._batch_start = time.perf_counter()
         if self.first_step_unix is None:
             self.first_step_unix = time.time()
             self.first_step_since_process_start_s = seconds_since_process_start()
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         now = time.perf_counter()
         self._seen += 1
         if self._previous_end is not None and self._seen > self.warmup_steps:
@@ -100,8 +107,18 @@ class ThroughputMonitor(Callback):
             "samples_per_s": self._epoch_samples / total if total > 0 else 0.0,
         }
         self.epochs.append(epoch)
-        pl_module.log("perf/step_time_ms", epoch["step_time_ms"], on_step=False, on_epoch=True)
-        pl_module.log("perf/samples_per_s", epoch["samples_per_s"], on_step=False, on_epoch=True)
+        # every rank takes the same steps, so every rank gets here: mean step time, total samples/s
+        pl_module.log(
+            "perf/step_time_ms", epoch["step_time_ms"], on_step=False, on_epoch=True, sync_dist=True
+        )
+        pl_module.log(
+            "perf/samples_per_s",
+            epoch["samples_per_s"],
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+            reduce_fx="sum",
+        )
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if self.output_path and trainer.is_global_zero:

@@ -98,7 +98,7 @@ SECTIONS: dict[str, dict[str, Rule]] = {
     "registry": {"register": BOOL, "model_name": STR},
     "checkpoint": {"_target_": STR, "every_n_steps": NON_NEG_INT, "keep_last": POS_INT},
     "preemption": {"signals": LIST, "requeue": Rule((str,), choices=("auto", "never"))},
-    "divergence": {"_target_": STR, "max_skipped_batches": NON_NEG_INT},
+    "divergence": {"_target_": STR, "max_skipped_batches": NON_NEG_INT, "check_gradients": BOOL},
     "paths": {"root_dir": STR, "log_dir": STR, "output_dir": STR, "cache_dir": STR},
     "data": {
         "_target_": STR,
@@ -190,32 +190,24 @@ SECTIONS: dict[str, dict[str, Rule]] = {
     },
 }
 
+ADAM_ARGS = {
+    "lr",
+    "betas",
+    "eps",
+    "weight_decay",
+    "amsgrad",
+    "foreach",
+    "fused",
+    "capturable",
+    "maximize",
+}
+
 # argument names accepted by targets we know; a key outside these is a typo
 KNOWN_TARGET_ARGS: dict[str, set[str]] = {
     "trainpipe.models.nets.MLP": {"hidden_sizes", "dropout"},
     "trainpipe.models.nets.CNN": {"channels", "hidden_size", "dropout"},
-    "torch.optim.AdamW": {
-        "lr",
-        "betas",
-        "eps",
-        "weight_decay",
-        "amsgrad",
-        "foreach",
-        "fused",
-        "capturable",
-        "maximize",
-    },
-    "torch.optim.Adam": {
-        "lr",
-        "betas",
-        "eps",
-        "weight_decay",
-        "amsgrad",
-        "foreach",
-        "fused",
-        "capturable",
-        "maximize",
-    },
+    "torch.optim.AdamW": ADAM_ARGS,
+    "torch.optim.Adam": ADAM_ARGS,
     "torch.optim.SGD": {
         "lr",
         "momentum",
