@@ -43,7 +43,7 @@ def histories(workdir: Path) -> dict[str, list[tuple[int, float]]]:
     assert run.info.status == "FINISHED"
     return {
         key: metric_steps(workdir, run.info.run_id, key)
-        for key in ("train/loss", "val/acc", "val/loss", "train/acc")
+        for key in ("train/loss", "val/acc", "val/loss", "val/f1")
     }
 
 

@@ -16,7 +16,12 @@ from tests.integration.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.slow
 
-JOB = ["trainer.max_epochs=8", "checkpoint.every_n_steps=5", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false"]
+JOB = [
+    "trainer.max_epochs=8",
+    "checkpoint.every_n_steps=5",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+]
 JOB += ["run_name=job", "trainer.deterministic=true"]
 STEPS = 8 * 23
 JOB_DIR = Path("outputs/train/digits_mlp/job")
@@ -36,7 +41,9 @@ def assert_complete_run(uri: str) -> None:
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
     steps = Counter(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
-    assert sorted(steps) == list(range(STEPS)) and set(steps.values()) == {1}  # every step exactly once
+    assert sorted(steps) == list(range(STEPS)) and set(steps.values()) == {
+        1
+    }  # every step exactly once
     assert "test/acc" in run.data.metrics and run.data.params["data.batch_size"] == "64"
     (version,) = client.search_model_versions("name='digits_mlp'")
     assert version.run_id == run.info.run_id
@@ -53,11 +60,20 @@ def wait_for(path: Path, job: subprocess.Popen, timeout_s: float = 120) -> None:
 def test_server_stopped_mid_run_and_restarted(workdir: Path, server: MlflowServer) -> None:
     server.start()
     command = [sys.executable, "-m", "trainpipe", "train", *JOB]
-    job = subprocess.Popen(command, cwd=workdir, env=cli_env(MLFLOW_TRACKING_URI=server.uri), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    job = subprocess.Popen(
+        command,
+        cwd=workdir,
+        env=cli_env(MLFLOW_TRACKING_URI=server.uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     checkpoints = workdir / JOB_DIR / "checkpoints"
     wait_for(checkpoints / "step-00000010.ckpt", job)
     server.stop()
-    wait_for(checkpoints / "step-00000046.ckpt", job)  # two more epochs trained with the server gone
+    wait_for(
+        checkpoints / "step-00000046.ckpt", job
+    )  # two more epochs trained with the server gone
     server.start()
     output, _ = job.communicate(timeout=300)
     assert job.returncode == 0, output[-3000:]
@@ -65,8 +81,12 @@ def test_server_stopped_mid_run_and_restarted(workdir: Path, server: MlflowServe
     assert_complete_run(server.uri)
 
 
-def test_job_started_while_the_server_is_down_then_synced(workdir: Path, server: MlflowServer) -> None:
-    result = run_cli(["train", *JOB, "logger.drain_timeout_s=1"], cwd=workdir, MLFLOW_TRACKING_URI=server.uri)
+def test_job_started_while_the_server_is_down_then_synced(
+    workdir: Path, server: MlflowServer
+) -> None:
+    result = run_cli(
+        ["train", *JOB, "logger.drain_timeout_s=1"], cwd=workdir, MLFLOW_TRACKING_URI=server.uri
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "waiting: trainpipe sync" in result.stdout  # the summary says what to do
     server.start()
@@ -74,6 +94,8 @@ def test_job_started_while_the_server_is_down_then_synced(workdir: Path, server:
     assert synced.returncode == 0, synced.stderr[-3000:]
     assert "up to date" in synced.stdout
     assert_complete_run(server.uri)
-    again = run_cli(["sync", str(workdir / JOB_DIR)], cwd=workdir)  # nothing left: nothing sent twice
+    again = run_cli(
+        ["sync", str(workdir / JOB_DIR)], cwd=workdir
+    )  # nothing left: nothing sent twice
     assert again.returncode == 0
     assert_complete_run(server.uri)

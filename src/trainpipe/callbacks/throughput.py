@@ -4,7 +4,8 @@ A step is timed from the end of one train batch to the end of the next, so it co
 the batch (the gap between batches) plus forward/backward/optimizer and every hook in between.
 Excluded: the first `warmup_steps` batches of the fit, the first batch of each epoch (its interval
 would include iterator setup and the previous validation round) and any interval that spans a
-validation run. The cost is two `time.perf_counter()` calls and two list appends per batch.
+validation run. The cost per batch: three clock reads (`time.perf_counter`, `time.process_time`)
+and two list appends.
 
 Per epoch it logs `perf/step_time_ms` (median step; under DDP the mean over ranks) and
 `perf/samples_per_s` (samples over the summed step times; under DDP the sum over ranks, i.e. the
@@ -51,16 +52,17 @@ class ThroughputMonitor(Callback):
     def __init__(self, warmup_steps: int = 5, output_path: str | None = None) -> None:
         self.warmup_steps = warmup_steps
         self.output_path = output_path
-        self.step_times_s: list[float] = []  # steady-state steps of the whole fit
-        self.batch_times_s: list[
-            float
-        ] = []  # on_train_batch_start → on_train_batch_end of those steps
+        # steady-state steps of the whole fit: wall time, and the batch hooks' share of it
+        self.step_times_s: list[float] = []
+        self.batch_times_s: list[float] = []  # on_train_batch_start → on_train_batch_end
+        self.cpu_time_s = 0.0  # process CPU time (all threads) spent in those steps
         self.samples = 0  # rows in the measured steps
         self.epochs: list[dict[str, float]] = []
         self.first_step_unix: float | None = None  # time.time() when the first train batch started
         self.first_step_since_process_start_s: float | None = None
         self._seen = 0
         self._previous_end: float | None = None
+        self._previous_cpu = 0.0
         self._batch_start = 0.0
         self._epoch_first = 0  # index into step_times_s where this epoch's steps begin
         self._epoch_samples = 0
@@ -82,15 +84,16 @@ class ThroughputMonitor(Callback):
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         self._seen += 1
         if self._previous_end is not None and self._seen > self.warmup_steps:
             self.step_times_s.append(now - self._previous_end)
             self.batch_times_s.append(now - self._batch_start)
+            self.cpu_time_s += cpu - self._previous_cpu
             rows = _batch_size(batch)
             self.samples += rows
             self._epoch_samples += rows
-        self._previous_end = now
+        self._previous_end, self._previous_cpu = now, cpu
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         self._previous_end = None  # mid-epoch validation: the next interval is not a train step
@@ -137,6 +140,9 @@ class ThroughputMonitor(Callback):
             "step_time_ms_median": 1000 * statistics.median(steps) if steps else None,
             "step_time_ms_mean": 1000 * total / len(steps) if steps else None,
             "batch_time_ms_median": 1000 * statistics.median(batches) if batches else None,
+            # CPU time per step, all threads (background writers and torch's spinning worker
+            # threads included): where the time goes when wall time is disturbed by other processes
+            "cpu_time_ms_mean": 1000 * self.cpu_time_s / len(steps) if steps else None,
             "samples_per_s": self.samples / total if total > 0 else None,
             "first_step_unix": self.first_step_unix,
             "first_step_since_process_start_s": self.first_step_since_process_start_s,

@@ -1,7 +1,9 @@
 """Serve prepared splits to torch a batch at a time.
 
-The sampler hands a whole list of indices to `__getitems__`, which does one Arrow `take` and one
-numpy → torch conversion per batch; no per-row Python, no per-row collate.
+The `features` column is read once as a numpy matrix that views the Arrow buffer (for an on-disk
+dataset: the memory-mapped cache file, so nothing is loaded up front); each batch is one numpy
+fancy-index of the sampled rows and one numpy → torch hand-over. No per-row Python, no per-row
+collate.
 """
 
 from __future__ import annotations
@@ -9,24 +11,37 @@ from __future__ import annotations
 from typing import Any
 
 import datasets
+import numpy as np
+import pyarrow as pa
 import torch
 from torch.utils.data import Dataset
 
 from trainpipe.data.sampler import EpochBatchSampler, ResumableDataLoader
 
 
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+    """A fixed-size-list column as a [rows, width] numpy array, zero-copy when it is one chunk."""
+    lists = column.chunk(0) if column.num_chunks == 1 else pa.concat_arrays(column.chunks)
+    width = lists.type.list_size
+    return lists.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+
+
 class ArrowBatches(Dataset):
     """A `datasets.Dataset` with `features`/`label` columns, read as (float32 [B, F], int64 [B]) batches."""
 
     def __init__(self, split: datasets.Dataset) -> None:
-        self.split = split.with_format("numpy", columns=["features", "label"])
+        if split._indices is not None:  # a split view: write its rows out once (cached by datasets)
+            split = split.flatten_indices()
+        table = split.data.table
+        self.features = _matrix(table.column("features"))
+        self.labels = table.column("label").to_numpy().astype(np.int64, copy=False)
 
     def __len__(self) -> int:
-        return len(self.split)
+        return len(self.labels)
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = self.split[indices]
-        return torch.from_numpy(batch["features"]), torch.from_numpy(batch["label"]).long()
+        rows = np.asarray(indices)
+        return torch.from_numpy(self.features[rows]), torch.from_numpy(self.labels[rows])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         features, label = self.__getitems__([index])
