@@ -270,4 +270,5 @@ KNOWN_TARGET_ARGS: dict[str, set[str]] = {
         "log_weight_decay",
     },
     "lightning.pytorch.callbacks.RichProgressBar": {"refresh_rate", "leave"},
+    "trainpipe.callbacks.throughput.ThroughputMonitor": {"warmup_steps", "output_path"},
 }

@@ -21,8 +21,10 @@ class ClassificationDataModule(L.LightningDataModule):
         self.data: PreparedData | None = None
 
     def prepare_data(self) -> None:
-        # Runs on one process per node: builds the on-disk caches the other ranks then read.
-        prepare(self.conf)
+        # Runs on one process per node: builds the on-disk caches the other ranks then read
+        # (already done when this process prepared the data itself).
+        if self.data is None:
+            prepare(self.conf)
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:

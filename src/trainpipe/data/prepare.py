@@ -81,7 +81,8 @@ def prepare(conf: dict[str, Any]) -> PreparedData:
     )
     splits = _split(encoded, conf["val_fraction"], conf["test_fraction"], conf["seed"])
     cache_reused = bool(cache_before) and _cache_files(raw) == cache_before
-    train_x = np.asarray(splits["train"].with_format("numpy")["features"], dtype=np.float64)
+    # `[:]` reads the column as one batch; indexing the column directly walks it row by row
+    train_x = np.asarray(splits["train"].with_format("numpy")[:]["features"], dtype=np.float64)
     std = train_x.std(axis=0)
     prepared = PreparedData(
         splits=splits,
