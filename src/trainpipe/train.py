@@ -32,9 +32,8 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig, conf: dict[str, Any]) -> float | None:
     """Train one job. Returns the optimized metric (what a sweeper optimises)."""
     output_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_name = Path(
-        conf["paths"]["output_dir"]
-    ).name  # the job's identity (a sweep job's dir is numbered)
+    # the job's identity: its output dir's name (a sweep job's dir is numbered instead)
+    run_name = Path(conf["paths"]["output_dir"]).name
     job = JobState.load(output_dir)
     if job.status == "complete" and conf["resume"] == "auto":
         print_summary(
