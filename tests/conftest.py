@@ -63,3 +63,16 @@ def write_csv(path: Path, rows: int = 240, seed: int = 0, classes: int = 3) -> P
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def wait_for_checkpoint(
+    checkpoints: Path, step: int, job: subprocess.Popen, timeout_s: float = 180
+) -> None:
+    """Until a resume checkpoint of `step` or later exists (older ones get pruned) or the job ends."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while job.poll() is None and time.monotonic() < deadline:
+        if any(int(p.stem.split("-")[1]) >= step for p in checkpoints.glob("step-*.ckpt")):
+            return
+        time.sleep(0.05)

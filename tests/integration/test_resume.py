@@ -5,13 +5,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import cli_env, run_cli
+from tests.conftest import cli_env, run_cli, wait_for_checkpoint
 from tests.integration.mlflow_store import metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
@@ -122,10 +121,7 @@ def test_sigterm_checkpoints_at_a_step_boundary_and_exits_75(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    first = workdir / JOB_DIR / "checkpoints" / "step-00000005.ckpt"
-    deadline = time.monotonic() + 120
-    while not first.exists() and time.monotonic() < deadline and job.poll() is None:
-        time.sleep(0.05)
+    wait_for_checkpoint(workdir / JOB_DIR / "checkpoints", 5, job)
     job.send_signal(signal.SIGTERM)
     output, _ = job.communicate(timeout=120)
     assert job.returncode == 75, output[-3000:]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from tests.conftest import cli_env, run_cli
+from tests.conftest import cli_env, run_cli, wait_for_checkpoint
 from tests.integration.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.slow
@@ -49,17 +48,6 @@ def assert_complete_run(uri: str) -> None:
     assert version.run_id == run.info.run_id
 
 
-def wait_for_step(
-    checkpoints: Path, step: int, job: subprocess.Popen, timeout_s: float = 180
-) -> None:
-    """Until a resume checkpoint of `step` or later exists (older ones are pruned) or the job ends."""
-    deadline = time.monotonic() + timeout_s
-    while job.poll() is None and time.monotonic() < deadline:
-        if any(int(p.stem.split("-")[1]) >= step for p in checkpoints.glob("step-*.ckpt")):
-            return
-        time.sleep(0.05)
-
-
 def test_server_stopped_mid_run_and_restarted(workdir: Path, server: MlflowServer) -> None:
     server.start()
     # drain_timeout_s: a slow machine may need a while to bring the server back up
@@ -74,9 +62,9 @@ def test_server_stopped_mid_run_and_restarted(workdir: Path, server: MlflowServe
             stderr=subprocess.STDOUT,
         )
         checkpoints = workdir / JOB_DIR / "checkpoints"
-        wait_for_step(checkpoints, 10, job)
+        wait_for_checkpoint(checkpoints, 10, job)
         server.stop()
-        wait_for_step(checkpoints, 46, job)  # two more epochs trained with the server gone
+        wait_for_checkpoint(checkpoints, 46, job)  # two more epochs trained with the server gone
         server.start()  # (if training already ended, the job is still retrying to send the rest)
         job.wait(timeout=400)
     output = log.read_text()
