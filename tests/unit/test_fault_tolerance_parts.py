@@ -107,3 +107,39 @@ def test_divergence_guard_stops_on_bad_gradients_or_weights_and_can_skip() -> No
     assert (
         lenient.skipped == 1 and module.weight.grad is None
     )  # the step will leave the weights alone
+
+
+def test_resume_checkpoint_runs_its_hooks_before_each_save_and_keeps_the_newest(
+    tmp_path: Path,
+) -> None:
+    import lightning as L
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from trainpipe.callbacks.resume_checkpoint import ResumeCheckpoint
+    from trainpipe.runtime.checkpoint_io import AtomicCheckpointIO, step_checkpoints
+
+    calls: list[tuple[int, list[int]]] = []
+
+    def record(trainer: object, step: int) -> None:  # what exists when the hook runs
+        calls.append((step, [s for s, _ in step_checkpoints(tmp_path)]))
+
+    checkpoint = ResumeCheckpoint(
+        every_n_steps=2, keep_last=2, dirpath=str(tmp_path), before_save=[record]
+    )
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=5,
+        limit_val_batches=0,
+        callbacks=[checkpoint],
+        plugins=[AtomicCheckpointIO()],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
+    trainer.fit(BoringModel())
+    # steps 2 and 4 inside the epoch (saved when the next step starts), 5 at the epoch's end;
+    # each hook ran before its own checkpoint existed
+    assert calls == [(2, []), (4, [2]), (5, [4, 2])]
+    assert [step for step, _ in step_checkpoints(tmp_path)] == [5, 4]  # keep_last=2

@@ -10,7 +10,6 @@ metric point once.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,35 +18,26 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from trainpipe.runtime import faults, rng
+from trainpipe.runtime.checkpoint_io import step_checkpoint_name, step_checkpoints
+from trainpipe.runtime.ranks import global_rank
 
-STEP_FILE = re.compile(r"^step-(\d+)\.ckpt$")
-
-
-def step_checkpoints(directory: Path) -> list[tuple[int, Path]]:
-    """(step, path) of the step checkpoints in `directory`, newest first."""
-    found = [
-        (int(m.group(1)), p)
-        for p in directory.glob("step-*.ckpt")
-        if (m := STEP_FILE.match(p.name))
-    ]
-    return sorted(found, reverse=True)
-
-
-def _rank() -> int:
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    return torch.distributed.get_rank() if distributed else 0
+# called with (trainer, step) right before a checkpoint of `step` is written
+BeforeSave = Callable[[Any, int], None]
 
 
 class ResumeCheckpoint(Callback):
     def __init__(
-        self, every_n_steps: int = 50, keep_last: int = 3, dirpath: str | None = None
+        self,
+        every_n_steps: int = 50,
+        keep_last: int = 3,
+        dirpath: str | None = None,
+        before_save: list[BeforeSave] | None = None,
     ) -> None:
         self.every_n_steps = every_n_steps
         self.keep_last = keep_last
         self.dirpath = Path(dirpath) if dirpath else None
-        self.before_save: Callable[[int], None] = lambda step: (
-            None
-        )  # the runner hooks tracking in here
+        # the runner hooks the weight check and the tracking commit in here
+        self.before_save: list[BeforeSave] = list(before_save or [])
         self._rng_to_restore: Any = None
         self._last_saved_step = -1
         self._in_flight = False
@@ -95,7 +85,7 @@ class ResumeCheckpoint(Callback):
             return None
         for hook in self.before_save:
             hook(trainer, step)
-        path = self.dirpath / f"step-{step:08d}.ckpt"
+        path = self.dirpath / step_checkpoint_name(step)
         sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
         self._in_flight = batch_in_flight
         if batch_in_flight and hasattr(sampler, "in_flight"):
@@ -133,5 +123,5 @@ class ResumeCheckpoint(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         states = state_dict.get("rng_per_rank") or []
-        rank = _rank()
+        rank = global_rank()
         self._rng_to_restore = states[rank] if rank < len(states) else None

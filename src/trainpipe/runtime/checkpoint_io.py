@@ -1,13 +1,14 @@
-"""Checkpoint files that survive a kill at any moment (DESIGN.md decision 6).
+"""Checkpoint files that survive a kill at any moment (docs/architecture.md, "Checkpoints").
 
-Save: write to a temp file in the same directory, fsync, rename over the target, fsync the
-directory. A reader sees the old checkpoint or the new one, never half of one. Load: always
-`weights_only=True` (no pickle of arbitrary objects).
+Save: through `runtime/atomic.py` (temp file, fsync, rename, directory fsync): a reader sees the
+old checkpoint or the new one, never half of one. Load: always `weights_only=True` (no pickle of
+arbitrary objects). Resume checkpoints are `step-<global step>.ckpt`; `step_checkpoints` finds them.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,37 +16,41 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from trainpipe.runtime import faults
+from trainpipe.runtime.atomic import atomic_write
 
 # Types our checkpoints may contain beyond torch's weights-only defaults (tensors, containers,
 # numbers, strings). Everything we write is kept to those on purpose (see runtime/rng.py), so the
 # list is empty; anything else in a file is refused at load time.
 SAFE_GLOBALS: list[type] = []
+STEP_FILE = re.compile(r"^step-(\d+)\.ckpt$")
 _saves = 0
 
 
+def step_checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}.ckpt"
+
+
+def step_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the resume checkpoints in `directory`, newest first."""
+    found = [
+        (int(m.group(1)), p)
+        for p in Path(directory).glob("step-*.ckpt")
+        if (m := STEP_FILE.match(p.name))
+    ]
+    return sorted(found, reverse=True)
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save to `path` atomically (temp file + fsync + rename + directory fsync)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    """torch.save to `path` atomically; the K-th save can be killed for drills (runtime/faults.py)."""
     global _saves
     _saves += 1
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if faults.armed("kill_in_checkpoint_save", _saves):
+    number = _saves
+
+    def die_if_armed() -> None:
+        if faults.armed("kill_in_checkpoint_save", number):
             faults.die()
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+
+    atomic_write(path, lambda handle: torch.save(obj, handle), before_rename=die_if_armed)
 
 
 def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import signal
 
+from trainpipe.runtime.ranks import global_rank
+
 ENV = "TRAINPIPE_INJECT_FAULT"
 
 
@@ -24,7 +26,7 @@ def _parse() -> tuple[str, int] | None:
         return None
     if spec.startswith("rank="):
         rank, _, spec = spec[len("rank=") :].partition(":")
-        if int(rank) != int(os.environ.get("RANK", 0)):
+        if int(rank) != global_rank():
             return None
     name, _, at = spec.partition("@")
     return name, int(at)

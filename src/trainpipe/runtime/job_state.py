@@ -1,12 +1,13 @@
-"""`<output dir>/job.json`: the job's MLflow run id and whether it finished, kept across restarts."""
+"""`<output dir>/job.json`: the job's MLflow run id and how its last attempt ended."""
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from trainpipe.runtime.atomic import atomic_write_text
 
 FILE_NAME = "job.json"
 
@@ -14,7 +15,8 @@ FILE_NAME = "job.json"
 @dataclass
 class JobState:
     run_id: str | None = None
-    status: str = "new"  # new | running | complete | failed
+    # new | running | complete | failed | preempted | interrupted | pruned | user_error
+    status: str = "new"
     summary: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -25,7 +27,4 @@ class JobState:
         return cls(**json.loads(path.read_text()))
 
     def save(self, output_dir: Path) -> None:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        tmp = output_dir / f".{FILE_NAME}.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=2, default=str))
-        os.replace(tmp, output_dir / FILE_NAME)
+        atomic_write_text(output_dir / FILE_NAME, json.dumps(asdict(self), indent=2, default=str))

@@ -1,4 +1,4 @@
-"""Process launch (DESIGN.md decision 1): torchrun's machinery is the only multi-process launcher.
+"""Process launch (docs/architecture.md, "Launch"): torchrun's machinery is the only multi-process launcher.
 
 - Under torchrun, Lightning sees TorchElasticEnvironment and spawns nothing; we only check that
   `trainer.devices × trainer.num_nodes` agrees with the world torchrun built.
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainpipe.errors import ConfigError
+from trainpipe.runtime.ranks import global_rank
 
 GPU_ACCELERATORS = ("gpu", "cuda")
 
@@ -38,7 +39,7 @@ def torchrun_world() -> TorchrunWorld | None:
     return TorchrunWorld(
         int(os.environ["WORLD_SIZE"]),
         int(os.environ["LOCAL_WORLD_SIZE"]),
-        int(os.environ.get("RANK", 0)),
+        global_rank(),
     )
 
 

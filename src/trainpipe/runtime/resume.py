@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from trainpipe.errors import ConfigError
-from trainpipe.runtime.checkpoint_io import load_checkpoint_file
+from trainpipe.runtime.checkpoint_io import load_checkpoint_file, step_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,6 @@ def checkpoint_problem(path: Path, model_fingerprint: str) -> str | None:
 
 
 def newest_valid_checkpoint(directory: Path, model_fingerprint: str) -> Path | None:
-    from trainpipe.callbacks.resume_checkpoint import step_checkpoints
-
     for _, path in step_checkpoints(directory):
         problem = checkpoint_problem(path, model_fingerprint)
         if problem is None:
@@ -56,7 +54,10 @@ def resume_point(resume: str, output_dir: Path, model_fingerprint: str) -> Path 
     if resume == "never":
         return None
     if resume == "auto":
-        return newest_valid_checkpoint(output_dir / "checkpoints", model_fingerprint)
+        found = newest_valid_checkpoint(output_dir / "checkpoints", model_fingerprint)
+        if found is not None:
+            log.info("resuming from %s", found)
+        return found
     path = Path(resume)
     if not path.is_file():
         raise ConfigError(

@@ -1,0 +1,58 @@
+"""What a job needs from experiment tracking. `trainpipe.tracking` implements it (MLflow, none).
+
+Defined here, beside the job that uses it, so the runtime depends on an interface and not on
+MLflow. The bodies are the "track nothing" behaviour: a tracker that records nothing (logger=none,
+and every rank but 0) subclasses this and overrides nothing it does not need.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Tracker(Protocol):
+    enabled: bool = False  # False: nothing is recorded, so nothing can be registered
+    run_id: str | None = None
+    tracking_uri: str | None = None
+    experiment_name: str = "none"
+
+    def start(self, run_name: str, tags: dict[str, str], journal_dir: Path) -> str | None:
+        """Open (or reopen, on resume) the job's run; its id, if the store answered in time."""
+        return None
+
+    def finish(self, status: str = "FINISHED", reason: str | None = None) -> int:
+        """Close the run with an MLflow status; returns how many writes are still unsent."""
+        return 0
+
+    def log_params(self, params: dict[str, str]) -> None:
+        return None
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        return None
+
+    def delete_tags(self, keys: tuple[str, ...]) -> None:
+        """Remove tags (those of an earlier attempt that no longer describe the run)."""
+        return None
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        return None
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        return None
+
+    def commit(self, up_to_step: int | None = None) -> None:
+        """Make held metrics of steps <= `up_to_step` durable (called before each checkpoint)."""
+        return None
+
+    def register_model(self, package: Path, model_name: str, version_tags: dict[str, str]) -> None:
+        """Queue a model package's registration as a new version of `model_name`."""
+        return None
+
+    def registered_version(self, model_name: str) -> str | None:
+        """`models:/NAME/VERSION` of this run's registered version, once it is registered."""
+        return None
+
+    def lightning_logger(self) -> Any:
+        """The Lightning logger that forwards `self.log(...)` here (None: no logger)."""
+        return None
