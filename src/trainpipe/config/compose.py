@@ -6,6 +6,8 @@ first: a bad config leaves nothing behind.
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -58,8 +60,8 @@ def compose(entry: str, overrides: list[str], extra_config_dir: str | None = Non
             config_dir=str(config_dir()), version_base="1.3", job_name=entry
         ):
             return hydra_compose(config_name=entry, overrides=overrides, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError("", _one_message(err)) from None
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
+        raise _config_error(entry, err) from None
     finally:
         GlobalHydra.instance().clear()
 
@@ -67,6 +69,34 @@ def compose(entry: str, overrides: list[str], extra_config_dir: str | None = Non
 def output_dir(cfg: DictConfig) -> Path:
     """The output dir a single run of this config will use."""
     return Path(str(OmegaConf.select(cfg, "hydra.run.dir")))
+
+
+NOT_IN_STRUCT = re.compile(r"Could not override '([\w.]+)'.*is not in struct", re.DOTALL)
+MISSING_OPTION = re.compile(
+    r"Could not find '([\w/]+)/(\w[\w.-]*)'.*?Available options in '[\w/]+':\s*(.*?)(?:\n\s*\n|Config search path|$)",
+    re.DOTALL,
+)
+
+
+def _config_error(entry: str, err: Exception) -> ConfigError:
+    """Hydra's composition errors in trainpipe's words: the key, and what was probably meant."""
+    text = f"{err}: {err.__cause__}" if err.__cause__ else str(err)
+    if match := NOT_IN_STRUCT.search(text):  # `trainer.max_epoch=3`: a key no config declares
+        from trainpipe.config.schema import load_schema
+        from trainpipe.config.validate import unknown_key
+
+        return unknown_key(match.group(1), load_schema(entry)) or ConfigError(
+            match.group(1), "unknown key"
+        )
+    if match := MISSING_OPTION.search(text):  # `model=mpl`: an option the group does not have
+        group, option = match.group(1).replace("/", "."), match.group(2)
+        options = match.group(3).split()
+        hint = difflib.get_close_matches(option, options, n=1)
+        suggestion = f"; did you mean `{match.group(1)}={hint[0]}`?" if hint else ""
+        return ConfigError(
+            group, f"unknown option {option!r}{suggestion} (options: {', '.join(options)})"
+        )
+    return ConfigError("", _one_message(err))
 
 
 def _one_message(err: Exception) -> str:

@@ -1,9 +1,11 @@
 """OmegaConf resolvers used by the config tree. Registered once per process, on import.
 
-`${run_identity:}` names a job without timestamps: every torchrun rank, every joblib worker and
-every rerun of the same command compute the same name, so they share one output dir and one
-MLflow run (DESIGN.md decisions 1 and 2). `${sweep_identity:}` does the same for a --multirun:
-rerunning the same sweep command continues it in the same sweep dir.
+- `${run_identity:}`: the default `run_name`, `<data>-<model>-<hash>` (config/identity.py): every
+  torchrun rank, every joblib worker and every rerun of the same command on the same data agree
+  on it, so they share one output dir and one MLflow run (docs/architecture.md, "Identity").
+- `${sweep_identity:}`: the same for a --multirun: rerunning the same sweep command continues it
+  in the same sweep dir.
+- `${path_stem:PATH}`: a readable data name from a file path or glob (`data/wine.csv` → `wine`).
 """
 
 from __future__ import annotations
@@ -14,37 +16,11 @@ import sys
 
 from omegaconf import DictConfig, OmegaConf
 
-# The parts of the config that decide what is trained. Paths, logging and registry settings
-# do not change the model, so they do not change the job's identity.
-IDENTITY_SECTIONS = ("data", "model", "trainer", "callbacks", "seed", "model_uri")
-
-
-# What a checkpoint's weights depend on: resuming needs the same model and data, not the same
-# max_epochs (a job given more epochs under the same run_name continues where it stopped).
-MODEL_SECTIONS = ("model", "data")
-
-
-def config_fingerprint(
-    root: DictConfig, length: int = 8, sections: tuple[str, ...] = IDENTITY_SECTIONS
-) -> str:
-    """A short, stable hash of the training-relevant config (unresolved, so no I/O happens)."""
-    picked = {
-        key: OmegaConf.to_container(root[key], resolve=False)
-        if OmegaConf.is_config(root[key])
-        else root[key]
-        for key in sections
-        if key in root
-    }
-    blob = json.dumps(picked, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:length]
+from trainpipe.config import identity
 
 
 def _run_identity(*, _root_: DictConfig) -> str:
-    explicit = _root_.get("run_name")
-    if explicit:
-        return str(explicit)
-    prefix = OmegaConf.select(_root_, "model.name", default=None) or _root_.get("task_name", "run")
-    return f"{prefix}-{config_fingerprint(_root_)}"
+    return identity.run_identity(_root_)
 
 
 def _sweep_identity() -> str:
@@ -61,6 +37,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("run_identity", _run_identity)
     if not OmegaConf.has_resolver("sweep_identity"):
         OmegaConf.register_new_resolver("sweep_identity", _sweep_identity, use_cache=True)
+    if not OmegaConf.has_resolver("path_stem"):
+        OmegaConf.register_new_resolver("path_stem", identity.path_stem)
 
 
 register_resolvers()

@@ -1,274 +1,199 @@
-"""What a valid trainpipe config looks like: allowed keys per section and per-key value rules.
+"""The config schema, read from the YAML tree itself: each key is declared once, where its default
+is set, with its comment — and a rule in [brackets] at the end of that comment:
 
-The rules are data, checked by `validate.py` before torch is imported. Sections whose keys are
-passed on to a `_target_` we do not own (optimizers, schedulers, callbacks) are checked against
-the argument names of the known targets; unknown targets (a user's own class) are let through.
+    # rows per batch (per process under DDP) [int, >= 1]
+    batch_size: 64
+
+A rule is a type (`int`, `number`, `str`, `bool`, `list`, `dict`, `any`; `?` adds "or null"),
+then optional clauses: bounds (`>= 1`, `> 0`, `< 1`, `<= 5`), `one of a|b|c`, and `open` for
+a section whose extra keys are allowed (they are checked against the real signature of the
+`_target_` they are passed to, when it is built). A key without a rule gets the type of its
+default value. A section handed to a `_target_` outside trainpipe is open as well.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+from trainpipe.config.locate import config_dir
+
+TYPE_NAMES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "number": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+    "any": (object,),
+}
+RULE = re.compile(
+    r"\[((?:int|number|str|bool|list|dict|any)\??(?:,[^\[\]]*)?|one of [^\[\]]+)\]\s*$"
+)
+KEY_LINE = re.compile(r"^(\s*)([A-Za-z_][\w]*)\s*:(.*)$")
+BOUND = re.compile(r"^(>=|>|<=|<)\s*(-?[\d.e+-]+)$")
+# groups Hydra owns; their keys are Hydra's business
+SKIPPED_GROUPS = ("hydra",)
+# groups whose members are named freely (`+callbacks.mine={_target_: …}` adds a callback)
+OPEN_GROUPS = ("callbacks",)
+ARTICLES = {"int": "an int", "number": "a number", "str": "a string", "bool": "true or false",
+            "list": "a list", "dict": "a mapping", "object": "anything"}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Rule:
-    """Type and range of one config value."""
+    """Type and range of one config value, as declared next to it."""
 
     types: tuple[type, ...]
     nullable: bool = False
-    min: float | None = None  # inclusive
-    max: float | None = None  # inclusive
-    gt: float | None = None  # exclusive
-    lt: float | None = None  # exclusive
-    choices: tuple[Any, ...] | None = None
+    bounds: tuple[tuple[str, float], ...] = ()
+    choices: tuple[str, ...] | None = None
+    open: bool = False
+    where: str = ""  # file:line that declares it
+    explicit: bool = False  # written as a [rule], not taken from the default's type
 
     def describe(self) -> str:
-        parts = ["/".join("number" if t is float else t.__name__ for t in self.types)]
+        """E.g. "a number > 0 and < 1", "an int >= 1 or null", "one of max, min"."""
         if self.choices is not None:
-            parts = ["one of " + ", ".join(map(str, self.choices))]
-        for word, bound in (("> ", self.gt), (">= ", self.min), ("< ", self.lt), ("<= ", self.max)):
-            if bound is not None:
-                parts.append(f"{word}{bound}")
-        if self.nullable:
-            parts.append("or null")
-        return " ".join(parts)
+            text = "one of " + ", ".join(self.choices)
+        else:
+            name = "number" if float in self.types else self.types[0].__name__
+            text = ARTICLES.get(name, name)
+            text += " and".join(f" {op} {value:g}" for op, value in self.bounds)
+        return text + (" or null" if self.nullable else "")
 
 
-INT = Rule((int,))
-POS_INT = Rule((int,), min=1)
-NON_NEG_INT = Rule((int,), min=0)
-NUMBER = Rule((int, float))
-POS_NUMBER = Rule((int, float), gt=0)
-FRACTION_OPEN = Rule((int, float), gt=0, lt=1)
-STR = Rule((str,))
-OPT_STR = Rule((str,), nullable=True)
-BOOL = Rule((bool,))
-OPT_LIST = Rule((list,), nullable=True)
-LIST = Rule((list,))
-ANY = Rule((object,), nullable=True)
-DICT = Rule((dict,))
-OPT_DICT = Rule((dict,), nullable=True)
-INT_OR_FRACTION = Rule((int, float), min=0)
-DEVICES = Rule((int, str, list))
+def parse_rule(text: str, default: Any, where: str) -> Rule:
+    """A `[...]` rule (or None) → Rule; without one the default value's type is the rule."""
+    match = RULE.search(text or "")
+    if match is None:
+        return Rule(_type_of(default), nullable=default is None, where=where)
+    body = match.group(1)
+    if body.startswith("one of "):
+        body = f"any, {body}"
+    first, *clauses = [part.strip() for part in body.split(",")]
+    nullable = first.endswith("?")
+    type_name = first.rstrip("?")
+    if type_name not in TYPE_NAMES:
+        raise ValueError(f"{where}: unknown type {type_name!r} in rule [{match.group(1)}]")
+    bounds: list[tuple[str, float]] = []
+    choices = None
+    is_open = False
+    for clause in clauses:
+        if clause == "open":
+            is_open = True
+        elif clause.startswith("one of "):
+            choices = tuple(c.strip() for c in clause[len("one of ") :].split("|"))
+        elif bound := BOUND.match(clause):
+            bounds.append((bound.group(1), float(bound.group(2))))
+        else:
+            raise ValueError(f"{where}: cannot read clause {clause!r} of rule [{match.group(1)}]")
+    return Rule(TYPE_NAMES[type_name], nullable, tuple(bounds), choices, is_open, where, True)
 
-# top-level keys of each entry config
-TOP_LEVEL: dict[str, dict[str, Rule]] = {
-    "train": {
-        "task_name": STR,
-        "experiment_name": STR,
-        "run_name": OPT_STR,
-        "seed": INT,
-        "test_after_fit": BOOL,
-        "optimized_metric": STR,
-        "optimized_mode": Rule((str,), choices=("max", "min")),
-        "registry": DICT,
-        "data": DICT,
-        "model": DICT,
-        "trainer": DICT,
-        "logger": DICT,
-        "callbacks": OPT_DICT,
-        "paths": DICT,
-        "experiment": OPT_STR,
-        "debug": OPT_STR,
-        "hparams_search": OPT_STR,
-        "resume": STR,
-        "checkpoint": DICT,
-        "preemption": DICT,
-        "divergence": DICT,
-        # added to each job by the trainpipe_optuna sweeper: which trial this job evaluates
-        "optuna_trial": OPT_DICT,
-    },
-    "eval": {
-        "task_name": STR,
-        "experiment_name": STR,
-        "run_name": OPT_STR,
-        "seed": INT,
-        "model_uri": STR,
-        "device": Rule((str,), choices=("auto", "cpu", "cuda")),
-        "data": DICT,
-        "logger": DICT,
-        "paths": DICT,
-        "experiment": OPT_STR,
-    },
-}
 
-# key rules inside sections, by dotted prefix; every key of these sections must be listed
-SECTIONS: dict[str, dict[str, Rule]] = {
-    "registry": {"register": BOOL, "model_name": STR},
-    "checkpoint": {"_target_": STR, "every_n_steps": NON_NEG_INT, "keep_last": POS_INT},
-    "preemption": {"signals": LIST, "requeue": Rule((str,), choices=("auto", "never"))},
-    "divergence": {"_target_": STR, "max_skipped_batches": NON_NEG_INT, "check_gradients": BOOL},
-    "paths": {"root_dir": STR, "log_dir": STR, "output_dir": STR, "cache_dir": STR},
-    "data": {
-        "_target_": STR,
-        "name": STR,
-        "source": Rule((str,), choices=("digits", "csv", "parquet", "json", "hub")),
-        "path": OPT_STR,
-        "target": STR,
-        "features": OPT_LIST,
-        "image_shape": OPT_LIST,
-        "val_fraction": FRACTION_OPEN,
-        "test_fraction": FRACTION_OPEN,
-        "batch_size": POS_INT,
-        "num_workers": NON_NEG_INT,
-        "seed": INT,
-        "cache_dir": STR,
-    },
-    "model": {
-        "_target_": STR,
-        "name": STR,
-        "net": DICT,
-        "optimizer": DICT,
-        "scheduler": OPT_DICT,
-    },
-    "trainer": {
-        "_target_": STR,
-        "accelerator": Rule((str,), choices=("auto", "cpu", "gpu", "cuda", "mps", "tpu")),
-        "strategy": ANY,
-        "devices": DEVICES,
-        "num_nodes": POS_INT,
-        "max_epochs": POS_INT,
-        "min_epochs": Rule((int,), min=0, nullable=True),
-        "max_steps": Rule((int,), min=-1),
-        "precision": Rule(
-            (str, int),
-            choices=(
-                "32-true",
-                "32",
-                32,
-                "16-mixed",
-                "bf16-mixed",
-                "bf16-true",
-                "16-true",
-                "64-true",
-                "transformer-engine",
-            ),
-        ),
-        "check_val_every_n_epoch": Rule((int,), min=1, nullable=True),
-        "val_check_interval": Rule((int, float), gt=0, nullable=True),
-        "log_every_n_steps": POS_INT,
-        "gradient_clip_val": Rule((int, float), min=0, nullable=True),
-        "gradient_clip_algorithm": Rule((str,), choices=("norm", "value"), nullable=True),
-        "accumulate_grad_batches": POS_INT,
-        "deterministic": Rule((bool, str)),
-        "benchmark": Rule((bool,), nullable=True),
-        "num_sanity_val_steps": Rule((int,), min=-1),
-        "enable_progress_bar": BOOL,
-        "enable_model_summary": BOOL,
-        "enable_checkpointing": BOOL,
-        "limit_train_batches": INT_OR_FRACTION,
-        "limit_val_batches": INT_OR_FRACTION,
-        "limit_test_batches": INT_OR_FRACTION,
-        "limit_predict_batches": INT_OR_FRACTION,
-        "overfit_batches": INT_OR_FRACTION,
-        "profiler": Rule((str,), choices=("simple", "advanced", "pytorch"), nullable=True),
-        "sync_batchnorm": BOOL,
-        "use_distributed_sampler": BOOL,
-        "detect_anomaly": BOOL,
-        "inference_mode": BOOL,
-        "barebones": BOOL,
-        "reload_dataloaders_every_n_epochs": NON_NEG_INT,
-        "default_root_dir": OPT_STR,
-        "fast_dev_run": Rule((bool, int)),
-        "max_time": ANY,
-    },
-    "model.optimizer": {
-        "_target_": STR,
-        "_partial_": BOOL,
-        "lr": POS_NUMBER,
-        "weight_decay": Rule((int, float), min=0),
-    },
-    "model.scheduler": {"_target_": STR, "_partial_": BOOL},
-    "model.net": {"_target_": STR, "_partial_": BOOL, "dropout": Rule((int, float), min=0, lt=1)},
-    "logger": {
-        "_target_": STR,
-        "tracking_uri": OPT_STR,
-        "experiment_name": STR,
-        "flush_interval_s": POS_NUMBER,
-        "drain_timeout_s": Rule((int, float), min=0),
-    },
-}
+def _type_of(default: Any) -> tuple[type, ...]:
+    if isinstance(default, bool):
+        return (bool,)
+    if isinstance(default, (int, float)):
+        return (int, float) if isinstance(default, float) else (int,)
+    if isinstance(default, str):
+        return (object,) if "${" in default or default == "???" else (str,)
+    if isinstance(default, (list, dict)):
+        return (type(default),)
+    return (object,)
 
-ADAM_ARGS = {
-    "lr",
-    "betas",
-    "eps",
-    "weight_decay",
-    "amsgrad",
-    "foreach",
-    "fused",
-    "capturable",
-    "maximize",
-}
 
-# argument names accepted by targets we know; a key outside these is a typo
-KNOWN_TARGET_ARGS: dict[str, set[str]] = {
-    "trainpipe.models.nets.MLP": {"hidden_sizes", "dropout"},
-    "trainpipe.models.nets.CNN": {"channels", "hidden_size", "dropout"},
-    "torch.optim.AdamW": ADAM_ARGS,
-    "torch.optim.Adam": ADAM_ARGS,
-    "torch.optim.SGD": {
-        "lr",
-        "momentum",
-        "dampening",
-        "weight_decay",
-        "nesterov",
-        "foreach",
-        "fused",
-        "maximize",
-    },
-    "torch.optim.RMSprop": {
-        "lr",
-        "alpha",
-        "eps",
-        "weight_decay",
-        "momentum",
-        "centered",
-        "foreach",
-        "maximize",
-    },
-    "torch.optim.lr_scheduler.CosineAnnealingLR": {"T_max", "eta_min"},
-    "torch.optim.lr_scheduler.StepLR": {"step_size", "gamma"},
-    "torch.optim.lr_scheduler.ExponentialLR": {"gamma"},
-    "torch.optim.lr_scheduler.OneCycleLR": {
-        "max_lr",
-        "total_steps",
-        "epochs",
-        "steps_per_epoch",
-        "pct_start",
-    },
-    "lightning.pytorch.callbacks.ModelCheckpoint": {
-        "dirpath",
-        "filename",
-        "monitor",
-        "mode",
-        "save_top_k",
-        "save_last",
-        "auto_insert_metric_name",
-        "every_n_epochs",
-        "every_n_train_steps",
-        "save_weights_only",
-        "verbose",
-        "save_on_train_epoch_end",
-    },
-    "lightning.pytorch.callbacks.EarlyStopping": {
-        "monitor",
-        "mode",
-        "patience",
-        "min_delta",
-        "verbose",
-        "strict",
-        "check_finite",
-        "stopping_threshold",
-        "divergence_threshold",
-        "check_on_train_epoch_end",
-    },
-    "lightning.pytorch.callbacks.LearningRateMonitor": {
-        "logging_interval",
-        "log_momentum",
-        "log_weight_decay",
-    },
-    "lightning.pytorch.callbacks.RichProgressBar": {"refresh_rate", "leave"},
-    "trainpipe.callbacks.throughput.ThroughputMonitor": {"warmup_steps", "output_path"},
-}
+@dataclass(frozen=True)
+class Schema:
+    rules: dict[str, Rule]  # dotted key → rule, for every key declared anywhere in the tree
+
+    def rule(self, key: str) -> Rule | None:
+        return self.rules.get(key)
+
+    def children(self, key: str) -> list[str]:
+        """Declared keys directly under `key` ("" for the top level)."""
+        prefix = f"{key}." if key else ""
+        depth = prefix.count(".")
+        return sorted(
+            k[len(prefix) :] for k in self.rules if k.startswith(prefix) and k.count(".") == depth
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def load_schema(entry: str, root: Path | None = None) -> Schema:
+    """Every key the YAML tree declares for `trainpipe <entry>`, with its rule."""
+    root = root or config_dir()
+    rules: dict[str, Rule] = {}
+    for group in sorted(p for p in root.rglob("*") if p.is_dir()):
+        relative = group.relative_to(root)
+        package = ".".join(relative.parts)
+        if relative.parts[0] in SKIPPED_GROUPS:
+            continue
+        if any(_package(f, f.relative_to(root)) == package for f in group.glob("*.yaml")):
+            # a config group: a mapping, or null when nothing is chosen (`model/scheduler=null`)
+            rules[package] = Rule((dict,), True, open=package in OPEN_GROUPS, where=str(relative))
+    for path in sorted(root.rglob("*.yaml")):
+        relative = path.relative_to(root)
+        if relative.parts[0] in SKIPPED_GROUPS:
+            continue
+        if len(relative.parts) == 1 and path.stem != entry:
+            continue  # the other entry's top-level keys
+        for key, rule in _declarations(path, _package(path, relative)):
+            # a key's [rule] is written once; elsewhere the key only gets a new default
+            known = rules.get(key)
+            if known is None or (rule.explicit and not known.explicit):
+                rules[key] = rule
+    return Schema(rules)
+
+
+def _package(path: Path, relative: Path) -> str:
+    header = path.read_text().split("\n", 3)[:3]
+    for line in header:
+        if line.startswith("# @package"):
+            package = line.split(maxsplit=2)[2].strip()
+            return "" if package == "_global_" else package
+    return ".".join(relative.parts[:-1])
+
+
+def _declarations(path: Path, package: str) -> list[tuple[str, Rule]]:
+    """(dotted key, rule) of every mapping key in one YAML file, comments attached."""
+    values = yaml.safe_load(path.read_text()) or {}
+    found: list[tuple[str, Rule]] = []
+    stack: list[tuple[int, str]] = []  # (indent, key) of the enclosing mappings
+    comment = ""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            comment = stripped
+            continue
+        match = KEY_LINE.match(line)
+        if not match or stripped.startswith("- "):
+            comment = "" if stripped else comment
+            continue
+        indent, key, rest = len(match.group(1)), match.group(2), match.group(3)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        parts = [k for _, k in stack] + [key]
+        stack.append((indent, key))
+        if parts[0] == "defaults" or (not package and parts[0] in SKIPPED_GROUPS):
+            comment = ""
+            continue
+        trailing = rest.split(" #", 1)[1] if " #" in rest else ""
+        dotted = ".".join(p for p in (package, *parts) if p)
+        default = _lookup(values, parts)
+        found.append((dotted, parse_rule(trailing or comment, default, f"{path.name}:{number}")))
+        comment = ""
+    return found
+
+
+def _lookup(values: Any, parts: list[str]) -> Any:
+    for part in parts:
+        if not isinstance(values, dict):
+            return None
+        values = values.get(part)
+    return values

@@ -1,4 +1,12 @@
-"""Check a composed config against `schema.py`; the first problem becomes one ConfigError."""
+"""Check a composed config against the schema of the YAML tree; the first problem is one ConfigError.
+
+Three kinds of checks, all before torch is imported:
+- every key is declared somewhere in configs/ (a typo gets "did you mean"), except extra
+  arguments of open sections, which `config/targets.py` checks against the real signature of
+  their `_target_` when it is built;
+- every value satisfies the rule declared next to its key (config/schema.py);
+- rules that span keys (fractions that must sum below 1, a CNN needs image-shaped data, …).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +16,17 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from trainpipe.config.schema import KNOWN_TARGET_ARGS, SECTIONS, TOP_LEVEL, Rule
+from trainpipe.config.schema import Rule, Schema, load_schema
 from trainpipe.errors import ConfigError
 
-FILE_SOURCES = ("csv", "parquet", "json")
+FILE_SOURCES = ("csv", "parquet", "json", "text")
+SOURCES_OF = {
+    "table": ("digits", "csv", "parquet", "json", "hub"),
+    "text": ("text", "stdlib", "hub"),
+}
+SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
+# a key this close to a declared one is a typo even in an open section (max_epoch → max_epochs)
+TYPO_CUTOFF = 0.8
 
 
 def resolve(cfg: DictConfig) -> dict[str, Any]:
@@ -31,91 +46,87 @@ def resolve(cfg: DictConfig) -> dict[str, Any]:
 def validate(cfg: DictConfig, entry: str = "train") -> dict[str, Any]:
     """Validate the composed config of `trainpipe <entry>`; return it resolved."""
     conf = resolve(cfg)
-    _check_keys("", conf, TOP_LEVEL[entry], open_keys=False)
-    for section, rules in SECTIONS.items():
-        node = _select(conf, section)
-        if isinstance(node, dict):
-            target = node.get("_target_")
-            extra = KNOWN_TARGET_ARGS.get(target) if section.startswith("model.") else None
-            open_keys = section.startswith("model.") and extra is None
-            _check_keys(section, node, rules, open_keys=open_keys, extra=extra, target=target)
-    for name, callback in (conf.get("callbacks") or {}).items():
-        if not isinstance(callback, dict) or "_target_" not in callback:
-            raise ConfigError(f"callbacks.{name}", "must be a mapping with a `_target_`")
-        allowed = KNOWN_TARGET_ARGS.get(callback["_target_"])
-        if allowed is not None:
-            _check_keys(
-                f"callbacks.{name}",
-                callback,
-                {"_target_": Rule((str,))},
-                extra=allowed,
-                target=callback["_target_"],
-            )
+    schema = load_schema(entry)
+    _check_node("", conf, schema, is_open=False, owner=None)
     _check_cross_fields(conf, entry)
     return conf
 
 
-def _select(conf: dict[str, Any], dotted: str) -> Any:
-    node: Any = conf
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
+def unknown_key(
+    key: str, schema: Schema, owner: str | None = None, cutoff: float = 0.6
+) -> ConfigError | None:
+    """A ConfigError for a key the tree does not declare (None when a typo is unlikely and the
+    caller allows extra keys, i.e. `cutoff` is TYPO_CUTOFF and nothing is that close)."""
+    parent, _, name = key.rpartition(".")
+    hint = difflib.get_close_matches(name, schema.children(parent), n=1, cutoff=cutoff)
+    if cutoff >= TYPO_CUTOFF and not hint:
+        return None
+    where = f" for {owner}" if owner else ""
+    suggestion = f"; did you mean `{parent + '.' if parent else ''}{hint[0]}`?" if hint else ""
+    return ConfigError(key, f"unknown key{where}{suggestion}")
 
 
-def _check_keys(
-    prefix: str,
-    node: dict[str, Any],
-    rules: dict[str, Rule],
-    open_keys: bool = False,
-    extra: set[str] | None = None,
-    target: str | None = None,
+def _check_node(
+    prefix: str, node: dict[str, Any], schema: Schema, is_open: bool, owner: str | None
 ) -> None:
-    allowed = set(rules) | (extra or set())
-    for key, value in node.items():
-        full_key = f"{prefix}.{key}" if prefix else key
-        if key == "hydra" and not prefix:
+    for name, value in node.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if key == "hydra":
             continue
-        if key not in allowed:
-            if open_keys:
-                continue
-            hint = difflib.get_close_matches(key, allowed, n=1)
-            owner = f" for {target}" if target else ""
-            suggestion = (
-                f"; did you mean `{prefix + '.' if prefix else ''}{hint[0]}`?" if hint else ""
-            )
-            raise ConfigError(full_key, f"unknown key{owner}{suggestion}")
-        if key in rules:
-            check_value(full_key, value, rules[key])
+        rule = schema.rule(key)
+        if rule is None:
+            error = unknown_key(key, schema, owner, cutoff=TYPO_CUTOFF if is_open else 0.6)
+            if error is not None:
+                raise error
+            continue  # an extra argument of an open section: checked when its target is built
+        check_value(key, value, rule)
+        if isinstance(value, dict):
+            target = value.get("_target_")
+            third_party = isinstance(target, str) and not target.startswith("trainpipe.")
+            _check_node(key, value, schema, rule.open or third_party, target or owner)
 
 
 def check_value(key: str, value: Any, rule: Rule) -> None:
     """Raise ConfigError unless `value` satisfies `rule`."""
     if value is None:
-        if rule.nullable:
+        if rule.nullable or object in rule.types:
             return
         raise ConfigError(key, f"must be {rule.describe()}, got null")
+    if rule.choices is not None:
+        if str(value) not in rule.choices:
+            raise ConfigError(key, f"must be {rule.describe()}, got {value!r}")
+        return
     if object not in rule.types:
         is_bool = isinstance(value, bool)
-        ok = isinstance(value, rule.types) and (not is_bool or bool in rule.types)
-        if not ok:
+        if not isinstance(value, rule.types) or (is_bool and bool not in rule.types):
             raise ConfigError(key, f"must be {rule.describe()}, got {value!r}")
-    if rule.choices is not None and value not in rule.choices:
-        raise ConfigError(key, f"must be {rule.describe()}, got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        bad = (
-            (rule.min is not None and value < rule.min)
-            or (rule.max is not None and value > rule.max)
-            or (rule.gt is not None and value <= rule.gt)
-            or (rule.lt is not None and value >= rule.lt)
-        )
-        if bad:
-            raise ConfigError(key, f"must be {rule.describe()}, got {value!r}")
+        for op, bound in rule.bounds:
+            ok = {
+                ">=": value >= bound,
+                ">": value > bound,
+                "<=": value <= bound,
+                "<": value < bound,
+            }[op]
+            if not ok:
+                raise ConfigError(key, f"must be {rule.describe()}, got {value!r}")
 
 
 def _check_cross_fields(conf: dict[str, Any], entry: str) -> None:
-    data = conf["data"]
+    data = conf.get("data")
+    if data is not None:
+        _check_data(data)
+    if entry == "train":
+        _check_training(conf, data)
+
+
+def _check_data(data: dict[str, Any]) -> None:
+    sources = SOURCES_OF[data["kind"]]
+    if data["source"] not in sources:
+        raise ConfigError(
+            "data.source",
+            f"{data['kind']} data comes from {', '.join(sources)}, got {data['source']!r}",
+        )
     if data["val_fraction"] + data["test_fraction"] >= 1:
         raise ConfigError(
             "data.val_fraction",
@@ -125,51 +136,97 @@ def _check_cross_fields(conf: dict[str, Any], entry: str) -> None:
         raise ConfigError(
             "data.path", f"is required for data source {data['source']!r} (a file path or glob)"
         )
+    if data["kind"] == "table":
+        _check_table(data)
+
+
+def _check_training(conf: dict[str, Any], data: dict[str, Any]) -> None:
+    _check_language_model(conf["model"], data)
+    scheduler = conf["model"].get("scheduler") or {}
+    if "total_steps" in scheduler and not (
+        isinstance(scheduler["total_steps"], int) and scheduler["total_steps"] >= 1
+    ):
+        raise ConfigError(
+            "trainer.max_steps",
+            f"model.scheduler {scheduler['_target_'].rpartition('.')[2]} needs the run's length in optimizer "
+            f"steps: set trainer.max_steps (got {scheduler['total_steps']})",
+        )
+    for name in conf["preemption"]["signals"]:
+        if name not in SIGNALS:
+            raise ConfigError("preemption.signals", f"must name {', '.join(SIGNALS)}, got {name!r}")
+    net_target = (conf["model"].get("net") or {}).get("_target_", "")
+    if net_target.endswith(".CNN") and data.get("image_shape") is None:
+        raise ConfigError(
+            "data.image_shape",
+            "model.net CNN needs image-shaped input; set data.image_shape=[C,H,W]",
+        )
+    devices = conf["trainer"]["devices"]
+    if isinstance(devices, str) and devices != "auto" and not devices.lstrip("-").isdigit():
+        raise ConfigError(
+            "trainer.devices", f"must be a positive int, a list of ids or 'auto', got {devices!r}"
+        )
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices < 1 and devices != -1:
+        raise ConfigError(
+            "trainer.devices", f"must be >= 1 (or -1 / 'auto' for all), got {devices}"
+        )
+
+
+def _check_table(data: dict[str, Any]) -> None:
+    if data.get("target") is None:
+        raise ConfigError(
+            "data.target", "is required: the column to predict (add `data.target=COLUMN`)"
+        )
     for key in ("features", "image_shape"):
         items = data.get(key)
         if items is not None and not items:
             raise ConfigError(f"data.{key}", "must not be an empty list (use null for the default)")
-    if data.get("features") is not None:
-        for column in data["features"]:
-            if not isinstance(column, str):
-                raise ConfigError(
-                    "data.features", f"must be a list of column names, got {column!r}"
-                )
-        if data["target"] in data["features"]:
-            raise ConfigError("data.features", f"contains the target column {data['target']!r}")
-    if data.get("image_shape") is not None:
-        for dim in data["image_shape"]:
-            if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-                raise ConfigError(
-                    "data.image_shape",
-                    f"must be a list of positive ints like [1, 8, 8], got {data['image_shape']}",
-                )
-    if entry == "train":
-        for name in conf["preemption"]["signals"]:
-            if name not in ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT"):
-                raise ConfigError(
-                    "preemption.signals",
-                    f"must name SIGTERM, SIGUSR1, SIGUSR2 or SIGINT, got {name!r}",
-                )
-        net_target = conf["model"]["net"].get("_target_", "")
-        if net_target.endswith(".CNN") and data.get("image_shape") is None:
+    for column in data.get("features") or []:
+        if not isinstance(column, str):
+            raise ConfigError("data.features", f"must be a list of column names, got {column!r}")
+    if data["target"] in (data.get("features") or []):
+        raise ConfigError("data.features", f"contains the target column {data['target']!r}")
+    for dim in data.get("image_shape") or []:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ConfigError(
                 "data.image_shape",
-                "model.net CNN needs image-shaped input; set data.image_shape=[C,H,W]",
+                f"must be a list of positive ints like [1, 8, 8], got {data['image_shape']}",
             )
-        trainer = conf["trainer"]
-        devices = trainer["devices"]
-        if isinstance(devices, str) and devices != "auto" and not devices.lstrip("-").isdigit():
+
+
+def _check_language_model(model: dict[str, Any], data: dict[str, Any]) -> None:
+    if data["kind"] == "text" and "seq_len" not in model:
+        raise ConfigError(
+            "model",
+            f"text data trains a language model: use model=gpt (model is {model.get('name')!r})",
+        )
+    if "n_head" not in model:
+        return
+    if model["d_model"] % model["n_head"]:
+        raise ConfigError(
+            "model.d_model",
+            f"must be a multiple of model.n_head ({model['n_head']}), got {model['d_model']}",
+        )
+    if model.get("init_from"):
+        positions = _pretrained_positions(model["init_from"])
+        if model["seq_len"] > positions:
             raise ConfigError(
-                "trainer.devices",
-                f"must be a positive int, a list of ids or 'auto', got {devices!r}",
+                "model.seq_len",
+                f"is {model['seq_len']} but the init_from checkpoint has {positions} positions; "
+                f"set model.seq_len <= {positions}",
             )
-        if (
-            isinstance(devices, int)
-            and not isinstance(devices, bool)
-            and devices < 1
-            and devices != -1
-        ):
-            raise ConfigError(
-                "trainer.devices", f"must be >= 1 (or -1 / 'auto' for all), got {devices}"
-            )
+
+
+def _pretrained_positions(directory: str) -> int:
+    """n_positions of a Hugging Face GPT-2 dir (read from its config.json: no torch needed)."""
+    import json
+    from pathlib import Path
+
+    config = Path(directory).expanduser() / "config.json"
+    if not config.is_file():
+        raise ConfigError(
+            "model.init_from", f"no config.json in {directory!r} (a Hugging Face GPT-2 dir)"
+        )
+    try:
+        return int(json.loads(config.read_text())["n_positions"])
+    except (ValueError, KeyError) as err:
+        raise ConfigError("model.init_from", f"{config} is not a GPT-2 config: {err}") from None
