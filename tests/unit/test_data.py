@@ -8,12 +8,17 @@ import numpy as np
 import pytest
 
 from tests.conftest import write_csv
-from trainpipe.data.prepare import prepare
+from trainpipe.data.tables import prepare_table, target_kind
 from trainpipe.errors import DataError
+
+
+def prepare(conf: dict, kind: str = "classes"):
+    return prepare_table(conf, kind)
 
 
 def data_conf(workdir: Path, **overrides: object) -> dict:
     conf = {
+        "kind": "table",
         "source": "digits",
         "name": "digits",
         "path": None,
@@ -35,7 +40,9 @@ def test_digits_splits_are_complete_disjoint_and_seeded(workdir: Path) -> None:
     data = prepare(data_conf(workdir))
     sizes = {name: len(split) for name, split in data.splits.items()}
     assert sum(sizes.values()) == 1797
-    assert data.num_classes == 10 and data.num_features == 64 and data.input_shape == (1, 8, 8)
+    assert (
+        len(data.class_values) == 10 and data.num_features == 64 and data.input_shape == (1, 8, 8)
+    )
     rows = {
         name: {tuple(r) for r in split.with_format("numpy")["features"]}
         for name, split in data.splits.items()
@@ -45,10 +52,11 @@ def test_digits_splits_are_complete_disjoint_and_seeded(workdir: Path) -> None:
     )  # digits has a few duplicate images
     same = prepare(data_conf(workdir))
     other = prepare(data_conf(workdir, seed=7))
-    assert np.array_equal(same.splits["test"]["label"], data.splits["test"]["label"])
-    assert same.digest == data.digest
-    assert not np.array_equal(other.splits["test"]["label"], data.splits["test"]["label"])
-    assert other.digest != data.digest
+    assert np.array_equal(same.splits["test"]["target"], data.splits["test"]["target"])
+    assert same.split_digest == data.split_digest
+    assert not np.array_equal(other.splits["test"]["target"], data.splits["test"]["target"])
+    assert other.split_digest != data.split_digest
+    assert other.digest == data.digest  # same source content, split differently
 
 
 def test_preprocessing_cache_is_reused_on_the_second_run(workdir: Path) -> None:
@@ -71,7 +79,7 @@ def test_csv_with_string_labels_and_default_features(workdir: Path) -> None:
         )
     )
     assert data.feature_names == ["a", "b", "c", "d"]
-    assert data.class_names == ["kind0", "kind1", "kind2"]
+    assert data.class_values == ["kind0", "kind1", "kind2"]
     assert data.input_shape == (4,)
     assert data.feature_std.shape == (4,)
 
@@ -88,7 +96,7 @@ def test_parquet_and_json_sources(workdir: Path) -> None:
                 workdir, source=source, path=str(workdir / name), target="species", image_shape=None
             )
         )
-        assert data.num_features == 4 and data.num_classes == 3
+        assert data.num_features == 4 and len(data.class_values) == 3
 
 
 @pytest.mark.parametrize(
@@ -102,6 +110,7 @@ def test_parquet_and_json_sources(workdir: Path) -> None:
         ("text_feature", {}, "data.features: column 'note'"),
         ("single_class", {}, "data.target: column 'species' has a single class"),
         ("missing_value", {}, "column 'b' has 1 missing value"),
+        ("infinite_value", {}, "data.features: column 'b' has 2 non-finite value(s)"),
         ("rows", {"image_shape": [1, 3, 3]}, "data.image_shape: [1, 3, 3] holds 9 values"),
     ],
 )
@@ -121,6 +130,8 @@ def test_bad_data_is_a_clear_data_error(
         path.write_text("a,b,species\n1,2,k\n3,4,k\n")
     elif make == "missing_value":
         path.write_text("a,b,species\n1,,k1\n3,4,k2\n")
+    elif make == "infinite_value":
+        path.write_text("a,b,species\n1,inf,k1\n3,-inf,k2\n5,6,k1\n")
     conf = data_conf(workdir, source="csv", path=str(path), target="species", image_shape=None)
     conf.update(overrides)
     with pytest.raises(DataError) as caught:
@@ -155,7 +166,7 @@ def test_loader_serves_every_row_once_per_epoch_in_batches(workdir: Path) -> Non
         seen.append(labels)
     assert sum(len(b) for b in seen) == len(data.splits["train"])
     assert torch.equal(
-        torch.cat(seen).sort().values, torch.as_tensor(data.splits["train"]["label"]).sort().values
+        torch.cat(seen).sort().values, torch.as_tensor(data.splits["train"]["target"]).sort().values
     )
     first_epoch = torch.cat(
         [labels for _, labels in batch_loader(data.splits["train"], 64, True, seed=1)]
@@ -164,3 +175,60 @@ def test_loader_serves_every_row_once_per_epoch_in_batches(workdir: Path) -> Non
         [labels for _, labels in batch_loader(data.splits["train"], 64, True, seed=1)]
     )
     assert torch.equal(first_epoch, again)  # data order is a function of the seed
+
+
+def write_table(path: Path, target: list) -> Path:
+    rng = np.random.default_rng(0)
+    lines = ["x,y,target"] + [f"{rng.normal():.4f},{rng.normal():.4f},{value}" for value in target]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("values", "kind"),
+    [
+        ([0.5, 1.25, 2.0, 3.5] * 10, "values"),  # non-integer floats: a quantity to regress
+        ([1.0, 2.0, 3.0, 2.0] * 10, "classes"),  # floats that are whole numbers: labels
+        ([3, 1, 2, 1] * 10, "classes"),
+        (["a", "b", "a", "c"] * 10, "classes"),
+    ],
+)
+def test_target_kind_is_inferred_from_the_target_column(
+    workdir: Path, values: list, kind: str
+) -> None:
+    path = write_table(workdir / "t.csv", values)
+    assert target_kind(data_conf(workdir, source="csv", path=str(path), target="target")) == kind
+
+
+def test_regression_target_keeps_float_values_and_train_statistics(workdir: Path) -> None:
+    values = [round(0.37 * i, 2) for i in range(200)]
+    path = write_table(workdir / "t.csv", values)
+    data = prepare(
+        data_conf(workdir, source="csv", path=str(path), target="target", image_shape=None),
+        "values",
+    )
+    assert data.class_values is None
+    train = np.asarray(data.splits["train"]["target"], dtype=np.float64)
+    assert train.dtype == np.float64 and not np.allclose(train, train.round())
+    assert data.target_mean == pytest.approx(train.mean(), rel=1e-5)
+    assert data.target_std == pytest.approx(train.std(), rel=1e-5)
+
+
+def test_integer_classes_keep_their_type_and_numeric_order(workdir: Path) -> None:
+    path = write_table(workdir / "t.csv", list(range(12)) * 10)
+    data = prepare(
+        data_conf(workdir, source="csv", path=str(path), target="target", image_shape=None)
+    )
+    assert data.class_values == list(range(12))  # 2 before 10, ints not strings
+    assert all(type(v) is int for v in data.class_values)
+
+
+def test_a_directory_path_reads_the_files_inside(workdir: Path) -> None:
+    folder = workdir / "parts"
+    folder.mkdir()
+    write_csv(folder / "one.csv", rows=120, seed=0)
+    write_csv(folder / "two.csv", rows=120, seed=0)
+    data = prepare(
+        data_conf(workdir, source="csv", path=str(folder), target="species", image_shape=None)
+    )
+    assert sum(data.split_sizes().values()) == 240

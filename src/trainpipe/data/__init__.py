@@ -1,15 +1,5 @@
-"""Data layer on Hugging Face `datasets` (sources → prepared splits → batched loaders).
+"""Data layer on Hugging Face `datasets`: sources → prepared splits → batched loaders.
 
-`ClassificationDataModule` is imported lazily: it pulls in lightning, which the config-only
-code paths must not import.
+Task-neutral: tables (data/tables.py) and text (data/text.py, data/tokens.py) are prepared
+here; a task decides how the target is encoded and which loader serves its batches.
 """
-
-from typing import Any
-
-
-def __getattr__(name: str) -> Any:
-    if name == "ClassificationDataModule":
-        from trainpipe.data.datamodule import ClassificationDataModule
-
-        return ClassificationDataModule
-    raise AttributeError(name)

@@ -27,25 +27,27 @@ def _matrix(column: pa.ChunkedArray) -> np.ndarray:
 
 
 class ArrowBatches(Dataset):
-    """A `datasets.Dataset` with `features`/`label` columns, read as (float32 [B, F], int64 [B]) batches."""
+    """A prepared table split read as (features float32 [B, F], target [B]) batches; the target is
+    int64 class indices or float32 values, as the split stores it."""
 
     def __init__(self, split: datasets.Dataset) -> None:
         if split._indices is not None:  # a split view: write its rows out once (cached by datasets)
             split = split.flatten_indices()
         table = split.data.table
         self.features = _matrix(table.column("features"))
-        self.labels = table.column("label").to_numpy().astype(np.int64, copy=False)
+        target = table.column("target").to_numpy()
+        self.targets = target.astype(np.int64 if target.dtype.kind in "iu" else np.float32)
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.targets)
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         rows = np.asarray(indices)
-        return torch.from_numpy(self.features[rows]), torch.from_numpy(self.labels[rows])
+        return torch.from_numpy(self.features[rows]), torch.from_numpy(self.targets[rows])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        features, label = self.__getitems__([index])
-        return features[0], label[0]
+        features, target = self.__getitems__([index])
+        return features[0], target[0]
 
 
 def keep_batch(batch: Any) -> Any:

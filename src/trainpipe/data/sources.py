@@ -1,15 +1,14 @@
 """Raw rows from where the config says: bundled digits, local files, or a Hub dataset.
 
 Every source comes back as an on-disk `datasets.DatasetDict` (Arrow files in a cache dir), so the
-`.map` preprocessing that follows is cached and reused by the next run (DESIGN.md decision 5).
+`.map` preprocessing that follows is cached and reused by the next run (docs/architecture.md, "Data").
 """
 
 from __future__ import annotations
 
-import glob
+import hashlib
 import logging
 import os
-import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,30 @@ from urllib.parse import urlparse
 import datasets
 from filelock import FileLock
 
+from trainpipe.config import identity
 from trainpipe.errors import DataError
+from trainpipe.runtime.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 
 FILE_BUILDERS = {"csv": "csv", "parquet": "parquet", "json": "json"}
-DIGITS_VERSION = "digits-v1"
+DIGITS_VERSION = identity.DIGITS_VERSION
+
+
+def describe_source(conf: dict[str, Any]) -> str:
+    """The data as people name it: its path, its hub id, or the bundled set's name."""
+    path = conf.get("path")
+    if path:
+        return path if isinstance(path, str) else ", ".join(map(str, path))
+    return str(conf.get("name") or conf["source"])
+
+
+def source_digest(conf: dict[str, Any], raw: datasets.DatasetDict) -> str:
+    """Content digest of the loaded source (hub data: datasets' fingerprints of what was loaded)."""
+    if conf["source"] != "hub":
+        return identity.source_digest(conf)
+    blob = "|".join(f"{name}:{split._fingerprint}" for name, split in sorted(raw.items()))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def load_source(conf: dict[str, Any]) -> datasets.DatasetDict:
@@ -33,9 +50,9 @@ def load_source(conf: dict[str, Any]) -> datasets.DatasetDict:
     if source == "digits":
         return _load_digits(cache_dir)
     if source in FILE_BUILDERS:
-        return _load_files(source, conf["path"], cache_dir)
+        return _load_files(source, conf["path"], identity.data_files(conf), cache_dir)
     if source == "hub":
-        return _load_hub(conf["name"], cache_dir)
+        return load_hub(conf["name"], cache_dir)
     raise DataError(f"data.source: unknown source {source!r}")
 
 
@@ -53,25 +70,26 @@ def _load_digits(cache_dir: Path) -> datasets.DatasetDict:
                 for i in range(bunch.data.shape[1])
             }
             columns["label"] = bunch.target.astype("int64")
-            staging = target.with_name(target.name + f".tmp{os.getpid()}")
-            datasets.DatasetDict({"train": datasets.Dataset.from_dict(columns)}).save_to_disk(
-                str(staging)
-            )
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(staging, target)
+            with atomic_dir(target) as staging:
+                dataset = datasets.Dataset.from_dict(columns)
+                datasets.DatasetDict({"train": dataset}).save_to_disk(str(staging))
     return datasets.load_from_disk(str(target))
 
 
-def _load_files(source: str, path: str, cache_dir: Path) -> datasets.DatasetDict:
-    files = sorted(glob.glob(os.path.expanduser(path), recursive=True))
+def _load_files(source: str, path: str, files: list[Path], cache_dir: Path) -> datasets.DatasetDict:
     if not files:
-        raise DataError(f"data.path: no file matches {path!r} (working directory: {os.getcwd()})")
+        raise DataError(
+            f"data.path: no file matches {path!r} (a file, a glob such as data/*.{source}, "
+            f"or a directory of files; working directory: {os.getcwd()})"
+        )
     empty = [f for f in files if os.path.getsize(f) == 0]
     if empty:
         raise DataError(f"data.path: {empty[0]} is empty")
     try:
         return datasets.load_dataset(
-            FILE_BUILDERS[source], data_files=files, cache_dir=str(cache_dir / "hf")
+            FILE_BUILDERS[source],
+            data_files=[str(f) for f in files],
+            cache_dir=str(cache_dir / "hf"),
         )
     except datasets.exceptions.DatasetGenerationError as err:
         cause = err.__cause__ or err
@@ -97,7 +115,7 @@ def _hub_reachable(timeout_s: float = 2.0) -> bool:
         return False
 
 
-def _load_hub(name: str, cache_dir: Path) -> datasets.DatasetDict:
+def load_hub(name: str, cache_dir: Path) -> datasets.DatasetDict:
     # Offline (by setting, or because the Hub does not answer) we read only the local cache,
     # so a missing dataset fails at once instead of after the client's retry loop.
     offline = datasets.config.HF_HUB_OFFLINE or not _hub_reachable()

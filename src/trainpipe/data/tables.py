@@ -1,7 +1,9 @@
-"""Turn raw rows into model-ready splits: checked columns, encoded labels, deterministic splits.
+"""Tables → model-ready splits: checked columns, an encoded target, deterministic splits.
 
-The encoding runs through `Dataset.map` on the on-disk source, so `datasets` caches it next to the
-source's Arrow files; a rerun with the same data and config loads the cache instead of recomputing.
+Task-neutral: the target is encoded as class indices (`classes`) or as float values (`values`),
+whichever the task asks for. The encoding runs through `Dataset.map` on the on-disk source, so
+`datasets` caches it next to the source's Arrow files and a rerun with the same data and config
+loads the cache instead of recomputing.
 """
 
 from __future__ import annotations
@@ -17,28 +19,40 @@ from typing import Any
 import datasets
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from trainpipe.data.sources import load_source
+from trainpipe.data.sources import describe_source, load_source, source_digest
 from trainpipe.errors import DataError
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 VALIDATION_NAMES = ("validation", "val", "valid", "dev")
+TARGET_KINDS = ("classes", "values")
 
 
 @dataclass
-class PreparedData:
-    """Train/val/test splits with two columns, `features` (float32 vector) and `label` (class index)."""
+class PreparedTable:
+    """Train/val/test splits with two columns: `features` (float32 vector) and `target`
+    (class index for `classes`, float32 for `values`)."""
 
     splits: datasets.DatasetDict
     feature_names: list[str]
-    class_names: list[str]
     input_shape: tuple[int, ...]
-    digest: str
+    target_name: str
+    target_kind: str  # classes | values
+    class_values: (
+        list[Any] | None
+    )  # classes: the sorted distinct target values, typed as in the data
+    digest: str  # content of the source
+    split_digest: str  # the encoded splits
     source: str
     feature_mean: np.ndarray = field(repr=False)
     feature_std: np.ndarray = field(repr=False)
+    target_mean: float = (
+        0.0  # values: train-split mean/std (the model predicts standardised values)
+    )
+    target_std: float = 1.0
     cache_reused: bool = False
     seconds: float = 0.0
 
@@ -46,94 +60,126 @@ class PreparedData:
     def num_features(self) -> int:
         return len(self.feature_names)
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
+    def split_sizes(self) -> dict[str, int]:
+        return {name: len(self.splits[name]) for name in SPLITS}
+
+    def example_rows(self, count: int = 5) -> np.ndarray:
+        """A few raw test rows (float64 [count, features]): the registered model's input example."""
+        return np.asarray(
+            self.splits["test"].with_format("numpy")[:count]["features"], dtype=np.float64
+        )
 
 
-def prepare(conf: dict[str, Any]) -> PreparedData:
-    """Load, check, encode and split the data of a resolved `data` config section."""
+def target_kind(conf: dict[str, Any]) -> str:
+    """`values` if the target column holds numbers that are not all integers, else `classes`."""
+    raw = load_source(conf)
+    first = raw[next(iter(raw))]
+    _require_column(first, conf["target"], "data.target", describe_source(conf))
+    column = pa.chunked_array([split.data.column(conf["target"]) for split in raw.values()])
+    if not pa.types.is_floating(column.type):
+        return "classes"
+    values = column.drop_null()
+    finite = pc.filter(values, pc.is_finite(values))
+    return "values" if pc.any(pc.not_equal(finite, pc.floor(finite))).as_py() else "classes"
+
+
+def prepare_table(conf: dict[str, Any], kind: str) -> PreparedTable:
+    """Load, check, encode and split the table of a resolved `data` config section."""
+    if kind not in TARGET_KINDS:
+        raise ValueError(f"target kind must be one of {TARGET_KINDS}, got {kind!r}")
     started = time.perf_counter()
     raw = load_source(conf)
     first = raw[next(iter(raw))]
-    describe = conf.get("path") or conf.get("name") or conf["source"]
+    describe = describe_source(conf)
     feature_names = _feature_columns(first, conf, describe)
-    class_values = _check_rows(raw, feature_names, conf["target"], describe)
+    target = conf["target"]
+    _check_rows(raw, feature_names, target, describe)
+    class_values = _class_values(raw, target) if kind == "classes" else None
     input_shape = _input_shape(conf.get("image_shape"), len(feature_names))
     cache_before = _cache_files(raw)
+    target_type = (
+        datasets.ClassLabel(names=[str(v) for v in class_values])
+        if class_values is not None
+        else datasets.Value("float32")
+    )
     encoded = raw.map(
         encode_rows,
         batched=True,
         batch_size=2048,
-        fn_kwargs={
-            "feature_names": feature_names,
-            "target": conf["target"],
-            "class_values": class_values,
-        },
+        fn_kwargs={"feature_names": feature_names, "target": target, "class_values": class_values},
         remove_columns=first.column_names,
         features=datasets.Features(
             {
                 "features": datasets.List(datasets.Value("float32"), length=len(feature_names)),
-                "label": datasets.ClassLabel(names=[str(v) for v in class_values]),
+                "target": target_type,
             }
         ),
         desc="encode rows",
     )
-    splits = _split(encoded, conf["val_fraction"], conf["test_fraction"], conf["seed"])
-    cache_reused = bool(cache_before) and _cache_files(raw) == cache_before
-    # `[:]` reads the column as one batch; indexing the column directly walks it row by row
-    train_x = np.asarray(splits["train"].with_format("numpy")[:]["features"], dtype=np.float64)
+    splits = _split(encoded, conf["val_fraction"], conf["test_fraction"], conf["seed"], kind)
+    train = splits["train"].with_format("numpy")[:]  # `[:]` reads whole columns in one batch
+    train_x = np.asarray(train["features"], dtype=np.float64)
+    train_y = np.asarray(train["target"], dtype=np.float64)
     std = train_x.std(axis=0)
-    prepared = PreparedData(
+    prepared = PreparedTable(
         splits=splits,
         feature_names=feature_names,
-        class_names=[str(v) for v in class_values],
         input_shape=input_shape,
-        digest=_digest(splits),
-        source=str(describe),
+        target_name=target,
+        target_kind=kind,
+        class_values=class_values,
+        digest=source_digest(conf, raw),
+        split_digest=_split_digest(splits),
+        source=describe,
         feature_mean=train_x.mean(axis=0).astype(np.float32),
         # constant columns (e.g. always-blank pixels) are left unscaled instead of divided by 0
         feature_std=np.where(std > 1e-8, std, 1.0).astype(np.float32),
-        cache_reused=cache_reused,
+        target_mean=float(train_y.mean()) if kind == "values" else 0.0,
+        target_std=float(train_y.std()) if kind == "values" and train_y.std() > 1e-8 else 1.0,
+        cache_reused=bool(cache_before) and _cache_files(raw) == cache_before,
         seconds=time.perf_counter() - started,
     )
     log.info(
-        "data %s: %s rows (train/val/test), %d features, %d classes, digest %s, cache %s, %.2fs",
+        "data %s: %s rows (train/val/test), %d features, target %r (%s), digest %s, cache %s, %.2fs",
         prepared.source,
-        "/".join(str(len(splits[s])) for s in SPLITS),
+        "/".join(str(n) for n in prepared.split_sizes().values()),
         prepared.num_features,
-        prepared.num_classes,
+        target,
+        f"{len(class_values)} classes" if class_values is not None else "values",
         prepared.digest,
-        "reused" if cache_reused else "built",
+        "reused" if prepared.cache_reused else "built",
         prepared.seconds,
     )
     return prepared
 
 
 def encode_rows(
-    batch: dict[str, list], feature_names: list[str], target: str, class_values: list[Any]
+    batch: dict[str, list], feature_names: list[str], target: str, class_values: list[Any] | None
 ) -> dict[str, Any]:
-    """Batched `.map` function: stack feature columns into one float32 vector, index the labels."""
-    index = {value: i for i, value in enumerate(class_values)}
+    """Batched `.map` function: stack feature columns into one float32 vector, encode the target."""
     stacked = np.stack(
         [np.asarray(batch[name], dtype=np.float32) for name in feature_names], axis=1
     )
-    return {"features": stacked, "label": [index[v] for v in batch[target]]}
+    if class_values is None:
+        return {"features": stacked, "target": np.asarray(batch[target], dtype=np.float32)}
+    index = {value: i for i, value in enumerate(class_values)}
+    return {"features": stacked, "target": [index[v] for v in batch[target]]}
+
+
+def _require_column(ds: datasets.Dataset, column: str, key: str, where: str) -> None:
+    if column not in ds.column_names:
+        raise DataError(
+            f"{key}: column {column!r} not found in {where} (columns: {', '.join(ds.column_names)})"
+        )
 
 
 def _feature_columns(ds: datasets.Dataset, conf: dict[str, Any], where: str) -> list[str]:
     columns = ds.column_names
     target = conf["target"]
-    if target not in columns:
-        raise DataError(
-            f"data.target: column {target!r} not found in {where} (columns: {', '.join(columns)})"
-        )
+    _require_column(ds, target, "data.target", where)
     wanted = conf.get("features") or [c for c in columns if c != target]
-    missing = [c for c in wanted if c not in columns]
-    if missing:
-        raise DataError(
-            f"data.features: column {missing[0]!r} not found in {where} (columns: {', '.join(columns)})"
-        )
+    for column in wanted:
+        _require_column(ds, column, "data.features", where)
     if not wanted:
         raise DataError(f"data.features: {where} has no column besides the target {target!r}")
     schema = ds.data.schema
@@ -143,32 +189,47 @@ def _feature_columns(ds: datasets.Dataset, conf: dict[str, Any], where: str) -> 
             pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
         ):
             raise DataError(
-                f"data.features: column {name!r} in {where} is not numeric ({kind}); list numeric columns in data.features"
+                f"data.features: column {name!r} in {where} is not numeric ({kind}); "
+                "list numeric columns in data.features"
             )
     return list(wanted)
 
 
 def _check_rows(
     raw: datasets.DatasetDict, feature_names: list[str], target: str, where: str
-) -> list[Any]:
-    """Reject empty data, missing values and single-class targets; return the sorted class values."""
+) -> None:
+    """Reject empty data, missing values and non-finite numbers, naming the column."""
     if sum(len(split) for split in raw.values()) == 0:
         raise DataError(f"data.path: {where} has no rows")
-    values: set[Any] = set()
     for split_name, split in raw.items():
-        table = split.data
-        for name in [*feature_names, target]:
-            nulls = table.column(name).null_count
-            if nulls:
+        for name, key in [*((f, "data.features") for f in feature_names), (target, "data.target")]:
+            column = split.data.column(name)
+            if column.null_count:
                 raise DataError(
-                    f"data.features: column {name!r} has {nulls} missing value(s) in the {split_name} split of {where}"
+                    f"{key}: column {name!r} has {column.null_count} missing value(s) "
+                    f"in the {split_name} split of {where}"
                 )
+            if pa.types.is_floating(column.type):
+                bad = len(column) - pc.sum(pc.is_finite(column)).as_py()
+                if bad:
+                    raise DataError(
+                        f"{key}: column {name!r} has {bad} non-finite value(s) (inf/nan) "
+                        f"in the {split_name} split of {where}"
+                    )
+
+
+def _class_values(raw: datasets.DatasetDict, target: str) -> list[Any]:
+    values: set[Any] = set()
+    for split in raw.values():
         values.update(split.unique(target))
     if len(values) < 2:
         raise DataError(
-            f"data.target: column {target!r} has a single class ({next(iter(values))!r}); classification needs at least 2"
+            f"data.target: column {target!r} has a single class ({next(iter(values))!r}); "
+            "classification needs at least 2"
         )
-    return sorted(values, key=lambda v: (str(type(v)), v))
+    # numbers in numeric order (2 before 10), strings alphabetically; floats like 1.0 are ints
+    typed = [int(v) if isinstance(v, float) and v.is_integer() else v for v in values]
+    return sorted(typed, key=lambda v: (str(type(v)), v))
 
 
 def _input_shape(image_shape: list[int] | None, num_features: int) -> tuple[int, ...]:
@@ -176,23 +237,25 @@ def _input_shape(image_shape: list[int] | None, num_features: int) -> tuple[int,
         return (num_features,)
     if math.prod(image_shape) != num_features:
         raise DataError(
-            f"data.image_shape: {list(image_shape)} holds {math.prod(image_shape)} values but the data has {num_features} features"
+            f"data.image_shape: {list(image_shape)} holds {math.prod(image_shape)} values "
+            f"but the data has {num_features} features"
         )
     return tuple(image_shape)
 
 
 def _split(
-    encoded: datasets.DatasetDict, val_fraction: float, test_fraction: float, seed: int
+    encoded: datasets.DatasetDict, val_fraction: float, test_fraction: float, seed: int, kind: str
 ) -> datasets.DatasetDict:
     """Use the source's own splits where it has them; otherwise split deterministically by seed."""
     train = encoded["train"] if "train" in encoded else encoded[next(iter(encoded))]
     test = encoded.get("test")
     val = next((encoded[n] for n in VALIDATION_NAMES if n in encoded), None)
+    stratify = kind == "classes"
     if test is None:
-        train, test = _two_way(train, test_fraction, seed)
+        train, test = _two_way(train, test_fraction, seed, stratify)
     if val is None:
         remaining = 1.0 - (0.0 if "test" in encoded else test_fraction)
-        train, val = _two_way(train, val_fraction / remaining, seed)
+        train, val = _two_way(train, val_fraction / remaining, seed, stratify)
     for name, split in (("train", train), ("val", val), ("test", test)):
         if len(split) == 0:
             raise DataError(
@@ -204,10 +267,12 @@ def _split(
 
 
 def _two_way(
-    ds: datasets.Dataset, fraction: float, seed: int
+    ds: datasets.Dataset, fraction: float, seed: int, stratify: bool
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
     try:
-        parts = ds.train_test_split(test_size=fraction, seed=seed, stratify_by_column="label")
+        parts = ds.train_test_split(
+            test_size=fraction, seed=seed, stratify_by_column="target" if stratify else None
+        )
     except ValueError:  # too few rows of some class to stratify: fall back to a plain shuffle split
         parts = ds.train_test_split(test_size=fraction, seed=seed)
     return parts["train"], parts["test"]
@@ -218,7 +283,7 @@ def _cache_files(raw: datasets.DatasetDict) -> set[str]:
     return {str(p) for folder in folders for p in folder.glob("cache-*.arrow")}
 
 
-def _digest(splits: datasets.DatasetDict) -> str:
-    """Content-derived id of the prepared splits (datasets' fingerprints chain source files and every transform)."""
+def _split_digest(splits: datasets.DatasetDict) -> str:
+    """Id of the splits as the model sees them (datasets' fingerprints chain source and transforms)."""
     blob = "|".join(f"{name}:{len(splits[name])}:{splits[name]._fingerprint}" for name in SPLITS)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

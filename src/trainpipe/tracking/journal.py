@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from trainpipe.runtime.atomic import atomic_write_text
+
 JOURNAL = "journal.jsonl"
 CURSOR = "cursor.json"
 
@@ -82,6 +84,5 @@ class Journal:
             self.sent = seq
             if run_id is not None:
                 self.run_id = run_id
-            tmp = self.directory / f".{CURSOR}.tmp"
-            tmp.write_text(json.dumps({"sent": self.sent, "run_id": self.run_id}))
-            os.replace(tmp, self.directory / CURSOR)
+            cursor = {"sent": self.sent, "run_id": self.run_id}
+            atomic_write_text(self.directory / CURSOR, json.dumps(cursor))

@@ -11,6 +11,9 @@ from pathlib import Path
 
 from trainpipe.tracking.params import SECRET_KEY, redact_url
 
+# the command as the user typed it; set by the CLI so that torchrun ranks and sweep jobs see it too
+COMMAND_ENV = "TRAINPIPE_COMMAND"
+
 
 def _git(args: list[str], cwd: Path) -> str | None:
     try:
@@ -37,7 +40,7 @@ def git_tags(cwd: Path | None = None) -> dict[str, str]:
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """The command as typed, with secret-looking override values masked."""
+    """The command as typed (`shlex.join`, so it can be pasted back), secret-looking values masked."""
     words = []
     for word in argv if argv is not None else sys.argv:
         key, sep, _ = word.partition("=")

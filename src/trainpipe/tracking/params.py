@@ -26,13 +26,18 @@ def redact_url(value: str) -> str:
     return value
 
 
-def flatten(conf: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """`{"a": {"b": 1}}` → `{"a.b": "1"}`; lists stay one value (`[256, 128]`); secrets are masked."""
+def flatten(conf: dict[str, Any], prefix: str = "", drop_private: bool = False) -> dict[str, str]:
+    """`{"a": {"b": 1}}` → `{"a.b": "1"}`; lists stay one value (`[256, 128]`); secrets are masked.
+
+    `drop_private` leaves out `_target_`, `_partial_` and other `_`-keys (Hydra's plumbing).
+    """
     flat: dict[str, str] = {}
     for key, value in conf.items():
         full_key = f"{prefix}{key}"
+        if drop_private and str(key).startswith("_"):
+            continue
         if isinstance(value, dict) and value:
-            flat.update(flatten(value, prefix=f"{full_key}."))
+            flat.update(flatten(value, prefix=f"{full_key}.", drop_private=drop_private))
             continue
         if SECRET_KEY.search(str(key)):
             flat[full_key] = REDACTED

@@ -1,26 +1,24 @@
-"""Log the trained classifier to the job's MLflow run (pickle-free) and register a new version.
+"""Log a model package to the job's MLflow run (pickle-free) and register a new version.
 
-Training writes a self-contained *model package* (safetensors weights, JSON spec, input example)
-into the output dir first; logging and registering read only that package, so a registration
-that has to wait for the tracking server can be done later by `trainpipe sync`.
+The package (packaging.py) was written by the task into the output dir when training ended: the
+files plus a manifest naming the "model from code" module, the artifacts, the signature and the
+input example. This module logs exactly that, whatever the task, so a registration that has to
+wait for the tracking server can be done later by `trainpipe sync`.
 """
 
 from __future__ import annotations
 
-import json
+import importlib.metadata
+import importlib.util
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+from trainpipe.packaging import ModelPackage
 
 
 def _requirements() -> list[str]:
-    import importlib.metadata
-
     pins = []
     for package in ("trainpipe", "torch", "safetensors", "mlflow", "numpy", "pandas"):
         try:
@@ -30,62 +28,47 @@ def _requirements() -> list[str]:
     return pins
 
 
-def write_model_package(
-    directory: Path, classifier: Any, spec: dict[str, Any], example_rows: np.ndarray
-) -> Path:
-    """Weights (safetensors), spec (JSON) and an input example of a FeatureClassifier, in `directory`."""
-    from safetensors.torch import save_file
+def _input_example(package: ModelPackage) -> Any:
+    if not package.input_example:
+        return None
+    import pandas as pd
 
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in classifier.state_dict().items()},
-        str(directory / "model.safetensors"),
-    )
-    (directory / "spec.json").write_text(json.dumps(spec, indent=2))
-    np.save(directory / "example.npy", np.asarray(example_rows, dtype=np.float64))
-    return directory
+    return pd.read_json(package.path(package.input_example), orient="split")
 
 
 def log_and_register(
     tracking_uri: str,
     run_id: str,
     model_name: str,
-    package: str | Path,
+    package_dir: str | Path,
     version_tags: dict[str, str],
 ) -> tuple[str, str]:
     """Log a model package as a pyfunc model on `run_id` and register it; returns (model URI, version)."""
     import mlflow
-    from mlflow.models import infer_signature
+    from mlflow.models.signature import ModelSignature
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    warnings.filterwarnings(
-        "ignore", message=r".*type hints to the `predict` method"
-    )  # our signature is explicit
-    package = Path(package)
-    spec = json.loads((package / "spec.json").read_text())
-    weights = package / "model.safetensors"
-    # A tensor signature (float64 [rows, features]) is the one MLflow lets both numpy arrays and
-    # DataFrames through; a column signature would refuse numpy input outright.
-    example = np.load(package / "example.npy")
-    labels = np.asarray(spec["class_names"])[:1].repeat(len(example))
-    signature = infer_signature(example, labels, params={"output": "label"})
+    warnings.filterwarnings("ignore", message=r".*type hints to the `predict` method")
+    package = ModelPackage.read(package_dir)
+    code = importlib.util.find_spec(package.pyfunc_module)
+    if code is None or code.origin is None:
+        raise ModuleNotFoundError(f"model code {package.pyfunc_module} is not installed")
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=str(PYFUNC_CODE),
-            artifacts={"weights": str(weights), "spec": str(package / "spec.json")},
-            signature=signature,
-            input_example=example,
+            python_model=code.origin,
+            artifacts={name: str(package.path(file)) for name, file in package.artifacts.items()},
+            signature=ModelSignature.from_dict(package.signature),
+            input_example=_input_example(package),
             pip_requirements=_requirements(),
-            metadata={"feature_names": spec["feature_names"], "class_names": spec["class_names"]},
+            metadata=package.metadata,
         )
-        # the raw weights beside the model too, for users outside MLflow
-        mlflow.log_artifact(str(weights), artifact_path="weights")
-    version = mlflow.register_model(
-        info.model_uri, model_name, tags={"run_id": run_id, **version_tags}
-    )
+        for name in package.extra_files:  # e.g. the raw weights, for users outside MLflow
+            mlflow.log_artifact(str(package.path(name)), artifact_path="weights")
+    tags = {"run_id": run_id, "task": package.task, **version_tags}
+    version = mlflow.register_model(info.model_uri, model_name, tags=tags)
     client.update_model_version(model_name, version.version, description=f"trained by run {run_id}")
     return f"models:/{model_name}/{version.version}", str(version.version)
 
@@ -97,3 +80,49 @@ def registered_version(tracking_uri: str, model_name: str, run_id: str) -> str |
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     versions = client.search_model_versions(f"name='{model_name}' and run_id='{run_id}'")
     return f"models:/{model_name}/{versions[0].version}" if versions else None
+
+
+def load_registered(model_uri: str, tracking_uri: str | None = None) -> Any:
+    """The python model behind a `models:/` or `runs:/` URI, loaded through MLflow's pyfunc."""
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+
+
+def version_of(model_uri: str, tracking_uri: str | None = None) -> Any:
+    """The ModelVersion behind `models:/NAME/VERSION` or `models:/NAME@ALIAS` (None for other URIs)."""
+    import mlflow
+
+    if not model_uri.startswith("models:/"):
+        return None
+    name, sep, rest = model_uri[len("models:/") :].partition("/")
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    if "@" in name:
+        name, alias = name.split("@", 1)
+        return client.get_model_version_by_alias(name, alias)
+    if not sep or rest in ("latest", ""):
+        versions = client.search_model_versions(f"name='{name}'")
+        return max(versions, key=lambda v: int(v.version)) if versions else None
+    return client.get_model_version(name, rest)
+
+
+def training_config(model_uri: str, tracking_uri: str | None = None) -> dict[str, Any] | None:
+    """The resolved config of the run that trained a registered model (its config.yaml artifact)."""
+    import mlflow
+    import yaml
+
+    version = version_of(model_uri, tracking_uri)
+    run_id = version.run_id if version is not None else None
+    if model_uri.startswith("runs:/"):
+        run_id = model_uri[len("runs:/") :].split("/", 1)[0]
+    if not run_id:
+        return None
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="config.yaml", tracking_uri=tracking_uri
+        )
+    except Exception:  # a model logged by something else than trainpipe
+        return None
+    return yaml.safe_load(Path(path).read_text())

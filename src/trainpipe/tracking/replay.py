@@ -55,6 +55,11 @@ class Replayer:
                 self.client.set_terminated(run_id, status=entry["status"])
         elif op == "register":
             self._register(run_id, entry)
+        elif op == "delete_tags":
+            present = self.client.get_run(run_id).data.tags
+            for key in entry["keys"]:
+                if key in present:
+                    self.client.delete_tag(run_id, key)
         else:
             raise ValueError(f"unknown journal operation {op!r}")
         return None

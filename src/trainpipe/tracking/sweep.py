@@ -11,17 +11,21 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from trainpipe.runtime.atomic import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 PARENT_FILE = "mlflow_parent_run.json"
 OBJECTIVE_TAG = "trainpipe.objective"
+# which metric the objective is, and whether larger is better ("val/acc max"): the jobs decide it
+# (`optimized_metric: auto` follows each job's task), so the parent reads it from them
+OBJECTIVE_METRIC_TAG = "trainpipe.objective_metric"
 OVERRIDES_TAG = "trainpipe.sweep.overrides"
 
 
@@ -97,9 +101,7 @@ class MLflowSweepCallback(Callback):
         items = [Param(k, v) for k, v in params.items()]
         for start in range(0, len(items), 100):
             client.log_batch(run.info.run_id, params=items[start : start + 100])
-        tmp = sweep_dir / f".{PARENT_FILE}.tmp{os.getpid()}"
-        tmp.write_text(json.dumps({"run_id": run.info.run_id}))
-        os.replace(tmp, sweep_dir / PARENT_FILE)
+        atomic_write_text(sweep_dir / PARENT_FILE, json.dumps({"run_id": run.info.run_id}))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         tracking = _tracking(config)
@@ -129,11 +131,20 @@ class MLflowSweepCallback(Callback):
         ]
         scored = [(value, child) for value, child in scored if math.isfinite(value)]
         failed = sum(1 for c in children if c.info.status == "FAILED")
-        metric = str(config.get("optimized_metric", "objective"))
+        declared = [
+            c.data.tags[OBJECTIVE_METRIC_TAG].split()
+            for c in children
+            if OBJECTIVE_METRIC_TAG in c.data.tags
+        ]
+        metric, mode = (
+            declared[0]
+            if declared
+            else (str(config.get("optimized_metric")), str(config.get("optimized_mode")))
+        )
         client.log_metric(run_id, "sweep/jobs", len(children))
         client.log_metric(run_id, "sweep/failed_jobs", failed)
         if scored:
-            pick = max if config.get("optimized_mode", "max") == "max" else min
+            pick = max if mode == "max" else min
             value, best = pick(scored, key=lambda pair: pair[0])
             client.log_metric(run_id, f"best/{metric}", value)
             client.set_tag(run_id, "best.run_id", best.info.run_id)

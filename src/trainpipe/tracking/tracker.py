@@ -17,13 +17,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from trainpipe.runtime.failures import FAILURE_REASON_TAG
+from trainpipe.runtime.tracker import Tracker
 from trainpipe.tracking.journal import Journal
 from trainpipe.tracking.replay import Replayer, drain
 
 log = logging.getLogger(__name__)
 
 
-class MLflowTracker:
+class MLflowTracker(Tracker):
     """The job's MLflow run: params, tags, metrics, artifacts, the registered model, the final status."""
 
     enabled = True
@@ -94,7 +96,7 @@ class MLflowTracker:
         if self.journal is None:
             return 0
         self.commit()
-        tags = {"trainpipe.failure_reason": reason[:5000]} if reason else {}
+        tags = {FAILURE_REASON_TAG: reason[:5000]} if reason else {}
         self.journal.append({"op": "log", "tags": tags}, {"op": "status", "status": status})
         self._stop.set()
         self._wake.set()
@@ -115,6 +117,9 @@ class MLflowTracker:
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self.journal.append({"op": "log", "tags": {k: str(v)[:5000] for k, v in tags.items()}})
+
+    def delete_tags(self, keys: tuple[str, ...]) -> None:
+        self.journal.append({"op": "delete_tags", "keys": list(keys)})
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.journal.append(
@@ -156,52 +161,27 @@ class MLflowTracker:
                 self.commit()
             drain(self.replayer, self.flush_interval_s, stop=self._stop)
 
+    def registered_version(self, model_name: str) -> str | None:
+        from trainpipe.tracking.registry import registered_version
+
+        if self.run_id is None:
+            return None
+        return registered_version(self.tracking_uri, model_name, self.run_id)
+
     def lightning_logger(self) -> Any:
         from trainpipe.tracking.lightning_logger import TrackerLogger
 
         return TrackerLogger(self)
 
 
-class NullTracker:
-    """`logger=none` (and ranks > 0): the same interface, records nothing."""
-
-    enabled = False
-    run_id: str | None = None
-    tracking_uri = None
-    experiment_name = "none"
-    hold_metrics_until_commit = False
+class NullTracker(Tracker):
+    """`logger=none` (and every rank but 0): the Tracker protocol's own do-nothing behaviour."""
 
     def __init__(self, **_: Any) -> None:
         pass
 
-    def start(
-        self, run_name: str, tags: dict[str, str], journal_dir: Path, connect_timeout_s: float = 5.0
-    ) -> None:
-        return None
-
-    def finish(self, status: str = "FINISHED", reason: str | None = None) -> int:
-        return 0
-
-    def log_params(self, params: dict[str, str]) -> None:
-        pass
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        pass
-
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        pass
-
-    def register_model(self, package: Path, model_name: str, version_tags: dict[str, str]) -> None:
-        pass
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        pass
-
-    def commit(self, up_to_step: int | None = None) -> None:
-        pass
-
     def lightning_logger(self) -> Any:
-        # a logger that records nothing: callbacks such as LearningRateMonitor require one
+        # callbacks such as LearningRateMonitor require a logger, even one that records nothing
         from trainpipe.tracking.lightning_logger import TrackerLogger
 
         return TrackerLogger(self)

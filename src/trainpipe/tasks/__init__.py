@@ -1,0 +1,50 @@
+"""Tasks, registered by name: `task: classification | regression | lm` (or `auto`) in the config.
+
+Each task is a package exposing `TASK` (see tasks/base.py for the interface). Packages are
+imported only when a task is used, so looking one up costs nothing until then.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from trainpipe.errors import ConfigError
+from trainpipe.tasks.base import Objective, Predictor, Prepared, Task
+
+__all__ = ["TASKS", "Objective", "Predictor", "Prepared", "Task", "get_task", "resolve_task"]
+
+log = logging.getLogger(__name__)
+
+TASKS = {
+    "classification": "trainpipe.tasks.classification",
+    "regression": "trainpipe.tasks.regression",
+    "lm": "trainpipe.tasks.lm",
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ConfigError("task", f"unknown task {name!r} (one of: auto, {', '.join(TASKS)})")
+    return importlib.import_module(TASKS[name]).TASK
+
+
+def resolve_task(conf: dict[str, Any]) -> tuple[Task, str]:
+    """The job's task and why: `task` as configured, or inferred from the data when `auto`.
+
+    Text data → lm. A table → regression if its target holds non-integer numbers, else
+    classification (integers and strings are class labels).
+    """
+    name = conf["task"]
+    if name != "auto":
+        return get_task(name), "set in the config"
+    if conf["data"]["kind"] == "text":
+        return get_task("lm"), "inferred: text data"
+    from trainpipe.data.tables import target_kind
+
+    kind = target_kind(conf["data"])
+    target = conf["data"]["target"]
+    if kind == "values":
+        return get_task("regression"), f"inferred: target {target!r} holds non-integer numbers"
+    return get_task("classification"), f"inferred: target {target!r} holds class labels"

@@ -1,0 +1,84 @@
+"""The interface between the stages (train, eval, pipeline) and a task (docs/architecture.md).
+
+A task owns everything that depends on what is being learned: how prepared data becomes a data
+spec, the LightningModule built from that spec, its metrics and default objective, and the
+deployable model (package, predictor, MLflow pyfunc). The stages call only what is below; they
+never import a task's modules. Tasks are looked up by name in `trainpipe.tasks`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from trainpipe.packaging import ModelPackage
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What picks the best checkpoint and what sweeps optimise."""
+
+    metric: str  # e.g. "val/acc"
+    mode: str  # "max" | "min"
+
+
+class Prepared(Protocol):
+    """Data after the data layer: split, encoded, cached. Each task has its own kind."""
+
+    digest: str  # content of the source data (same files → same digest)
+    split_digest: str  # the train/val/test splits as the model sees them
+    source: str  # what the data is, for people (a path, a dataset name)
+
+    def split_sizes(self) -> dict[str, int]: ...
+
+
+class Predictor(Protocol):
+    """A trained model ready to predict and be scored (from a checkpoint or a registered model)."""
+
+    spec: dict[str, Any]
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> Any: ...
+
+
+class Task(Protocol):
+    name: str
+    objective: Objective  # the default `optimized_metric` / `optimized_mode`
+
+    def prepare(self, conf: dict[str, Any]) -> Prepared:
+        """Load, check and encode the data of a resolved job config (DataError on bad data)."""
+        ...
+
+    def data_spec(self, prepared: Prepared) -> dict[str, Any]:
+        """Everything the model needs to know about the data (shapes, names, classes, scaling)."""
+        ...
+
+    def build_module(self, model_cfg: Any, spec: dict[str, Any]) -> Any:
+        """The LightningModule for the `model` config section, built from the data spec."""
+        ...
+
+    def datamodule(self, prepared: Prepared, data_conf: dict[str, Any]) -> Any:
+        """The LightningDataModule serving the prepared splits."""
+        ...
+
+    def callbacks(self, conf: dict[str, Any], output_dir: Path, tracker: Any) -> list[Any]:
+        """Lightning callbacks the task adds to every training job (e.g. text samples)."""
+        ...
+
+    def write_package(self, module: Any, prepared: Prepared, directory: Path) -> ModelPackage:
+        """The deployable model (weights + spec + example), pickle-free, in `directory`."""
+        ...
+
+    def load_predictor(self, source: Path | dict[str, Any]) -> Predictor:
+        """A predictor from a model package directory or a loaded (weights-only) checkpoint."""
+        ...
+
+    def check_compatible(self, predictor: Predictor, prepared: Prepared) -> None:
+        """DataError if the data is not what the model was trained on (columns, classes, tokens)."""
+        ...
+
+    def evaluate(
+        self, predictor: Predictor, prepared: Prepared, batch_size: int, device: str
+    ) -> dict[str, float]:
+        """Test-split metrics (`test/<name>`) of a predictor."""
+        ...

@@ -1,0 +1,100 @@
+"""The LightningModule of the tabular tasks: a `FeatureModel` trained with its task's head.
+
+A head (classification or regression) says what the loss is and which metrics are reported; the
+module logs `train/loss` per step and `<stage>/loss` + `<stage>/<metric>` per evaluation. It is
+built from the full spec (data spec + net), so it is complete at construction: nothing about the
+data is patched in later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import lightning as L
+import torch
+from torchmetrics import Metric
+
+from trainpipe.tasks.tabular.model import FeatureModel
+
+EVAL_STAGES = ("val", "test")
+
+
+class Head(Protocol):
+    """What a tabular task learns: its loss on the model's outputs and its metrics."""
+
+    def loss(
+        self, model: FeatureModel, outputs: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor: ...
+
+    def metrics(self, spec: dict[str, Any]) -> dict[str, Metric]:
+        """Fresh metric objects, by name (`acc` → logged as `val/acc`, `test/acc`)."""
+        ...
+
+    def metric_inputs(
+        self, model: FeatureModel, outputs: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predictions, target) in the form the metrics take."""
+        ...
+
+
+class TabularModule(L.LightningModule):
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        head: Head,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.head = head
+        self.model = FeatureModel(spec)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        # per stage, so val and test accumulate separately (torchmetrics syncs them across ranks)
+        self.metrics = torch.nn.ModuleDict(
+            {stage: torch.nn.ModuleDict(head.metrics(spec)) for stage in EVAL_STAGES}
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model(features)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
+        features, target = batch
+        loss = self.head.loss(self.model, self.model(features), target)
+        # the loss only: a per-step metric update costs ~0.5 ms, a quarter of a small model's step
+        self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=len(target))
+        return loss
+
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
+        features, target = batch
+        outputs = self.model(features)
+        loss = self.head.loss(self.model, outputs, target)
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(target))
+        predictions, truth = self.head.metric_inputs(self.model, outputs, target)
+        for name, metric in self.metrics[stage].items():
+            metric.update(predictions, truth)
+            self.log(f"{stage}/{name}", metric, on_epoch=True)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": self.scheduler_factory(optimizer=optimizer),
+                "interval": "epoch",
+            },
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # what `trainpipe eval`, `trainpipe export` and the registry need to rebuild the model
+        checkpoint["trainpipe_model"] = self.spec

@@ -1,0 +1,101 @@
+"""A trained tabular model ready to predict: the one implementation behind `trainpipe eval`, the
+model package and the registered MLflow model.
+
+Input (what a user hands to `predict`):
+- a DataFrame: columns are matched by NAME (order does not matter, extra columns are ignored,
+  a missing one is an error naming it);
+- a numpy array or a list of lists of any real dtype, columns in the training feature order;
+- a single row as a 1-D array or list.
+Output: class labels typed like the training target (ints stay ints), class probabilities
+(`params={"output": "probabilities"}`), or floats for regression.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trainpipe.tasks.tabular.model import FeatureModel
+
+SPEC_FILE = "spec.json"
+WEIGHTS_FILE = "model.safetensors"
+OUTPUTS = ("label", "probabilities")
+
+
+class TabularPredictor:
+    def __init__(self, spec: dict[str, Any], model: FeatureModel) -> None:
+        self.spec = spec
+        self.model = model.eval()
+        self.feature_names: list[str] = list(spec["feature_names"])
+
+    # -- loading ----------------------------------------------------------------------------
+    @classmethod
+    def from_files(cls, spec_path: str | Path, weights_path: str | Path) -> TabularPredictor:
+        """From a model package's spec.json + model.safetensors (nothing unpickled)."""
+        from safetensors.torch import load_file
+
+        spec = json.loads(Path(spec_path).read_text())
+        model = FeatureModel(spec, from_file=True)
+        model.load_state_dict(load_file(str(weights_path)))
+        return cls(spec, model)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> TabularPredictor:
+        """From a training checkpoint (already loaded with weights_only=True)."""
+        spec = checkpoint["trainpipe_model"]
+        model = FeatureModel(spec, from_file=True)
+        prefix = "model."
+        state = checkpoint["state_dict"]
+        model.load_state_dict(
+            {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        )
+        return cls(spec, model)
+
+    # -- predicting -------------------------------------------------------------------------
+    def rows(self, model_input: Any) -> np.ndarray:
+        """Any accepted input → float32 [rows, features] in the training feature order."""
+        if isinstance(model_input, pd.DataFrame):
+            missing = [name for name in self.feature_names if name not in model_input.columns]
+            if missing:
+                raise ValueError(
+                    f"input is missing feature column(s) {missing}; "
+                    f"the model was trained on {self.feature_names}"
+                )
+            model_input = model_input[self.feature_names].to_numpy()
+        rows = np.asarray(model_input)
+        if rows.ndim == 1:
+            rows = rows[None, :]
+        if rows.ndim != 2 or rows.shape[1] != len(self.feature_names):
+            raise ValueError(
+                f"input has shape {rows.shape}; expected [rows, {len(self.feature_names)}] "
+                f"(features {self.feature_names})"
+            )
+        if not (np.issubdtype(rows.dtype, np.number) or rows.dtype == bool):
+            raise ValueError(f"input must hold numbers, got dtype {rows.dtype}")
+        return rows.astype(np.float32)
+
+    def outputs(self, rows: np.ndarray, device: str = "cpu") -> torch.Tensor:
+        """The model's raw outputs (logits, or standardised values) for float32 rows."""
+        self.model.to(device)
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(rows).to(device)).float().cpu()
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        output = (params or {}).get("output", "label")
+        if output not in OUTPUTS:
+            raise ValueError(f"params.output must be one of {OUTPUTS}, got {output!r}")
+        raw = self.outputs(self.rows(model_input))
+        class_values = self.spec.get("class_values")
+        if class_values is None:  # regression
+            values = self.model.to_target_scale(raw).squeeze(-1).numpy().astype(np.float64)
+            return pd.Series(values, name=self.spec["target_name"])
+        probabilities = torch.softmax(raw, dim=-1).numpy()
+        if output == "probabilities":
+            return pd.DataFrame(probabilities, columns=[str(v) for v in class_values])
+        labels = [class_values[i] for i in probabilities.argmax(axis=1)]
+        return pd.Series(labels, name=self.spec["target_name"])

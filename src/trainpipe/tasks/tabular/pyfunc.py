@@ -1,0 +1,32 @@
+"""MLflow "model from code" for the tabular tasks: what MLflow runs when a registered model loads.
+
+`load_context` rebuilds the model from the JSON spec and the safetensors weights logged beside
+it (nothing is unpickled); `predict` is `TabularPredictor.predict` (tasks/tabular/predictor.py
+documents the accepted inputs and the outputs).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+# MLflow nags about missing predict() type hints; the logged signature is this model's schema
+warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
+
+
+class TrainpipeTabularModel(PythonModel):
+    def load_context(self, context: Any) -> None:
+        from trainpipe.tasks.tabular.predictor import TabularPredictor
+
+        artifacts = context.artifacts
+        self.predictor = TabularPredictor.from_files(artifacts["spec"], artifacts["weights"])
+
+    # no type hints: MLflow would read them as a second schema; the logged signature is the schema
+    def predict(self, context, model_input, params=None):  # noqa: ANN001
+        return self.predictor.predict(model_input, params)
+
+
+mlflow.models.set_model(TrainpipeTabularModel())

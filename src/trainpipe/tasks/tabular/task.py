@@ -1,0 +1,179 @@
+"""What classification and regression share: a table → FeatureModel → head, packaged the same way.
+
+`TabularTask` implements the task interface (tasks/base.py) for any head; the classification and
+regression packages each make one with their own name, objective, target encoding and head.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainpipe.errors import ConfigError, DataError
+from trainpipe.packaging import ModelPackage
+from trainpipe.runtime.atomic import atomic_path, atomic_write_text
+from trainpipe.tasks.base import Objective
+from trainpipe.tasks.tabular.predictor import SPEC_FILE, WEIGHTS_FILE, TabularPredictor
+
+PYFUNC_MODULE = "trainpipe.tasks.tabular.pyfunc"
+EXAMPLE_FILE = "input_example.json"
+
+
+@dataclass(frozen=True)
+class TabularTask:
+    name: str
+    objective: Objective
+    target_kind: str  # how the data layer encodes the target: classes | values
+    head: Any  # tasks/tabular/module.py Head
+
+    def prepare(self, conf: dict[str, Any]) -> Any:
+        from trainpipe.data.tables import prepare_table
+
+        if conf["data"]["kind"] != "table":
+            raise ConfigError(
+                "task", f"task {self.name} trains on tables; data is {conf['data']['kind']}"
+            )
+        return prepare_table(conf["data"], self.target_kind)
+
+    def data_spec(self, prepared: Any) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "task": self.name,
+            "feature_names": prepared.feature_names,
+            "input_shape": list(prepared.input_shape),
+            "feature_mean": prepared.feature_mean.tolist(),
+            "feature_std": prepared.feature_std.tolist(),
+            "target_name": prepared.target_name,
+        }
+        if prepared.class_values is not None:
+            return {
+                **spec,
+                "num_outputs": len(prepared.class_values),
+                "class_values": prepared.class_values,
+            }
+        return {
+            **spec,
+            "num_outputs": 1,
+            "target_mean": prepared.target_mean,
+            "target_std": prepared.target_std,
+        }
+
+    def build_module(self, model_cfg: Any, spec: dict[str, Any]) -> Any:
+        from trainpipe.config.targets import instantiate_checked
+        from trainpipe.tasks.tabular.model import net_spec
+        from trainpipe.tasks.tabular.module import TabularModule
+
+        if "net" not in model_cfg:
+            raise ConfigError(
+                "model",
+                f"model={model_cfg.get('name')} is not a model for tables; task {self.name} trains model=mlp or model=cnn",
+            )
+        net = instantiate_checked(model_cfg.net, "model.net")
+        full_spec = {**spec, "net": net_spec(net), "name": model_cfg.name}
+        optimizer = instantiate_checked(model_cfg.optimizer, "model.optimizer")
+        scheduler = model_cfg.get("scheduler")
+        if scheduler is not None:
+            scheduler = instantiate_checked(scheduler, "model.scheduler")
+        return TabularModule(full_spec, self.head, optimizer, scheduler)
+
+    def datamodule(self, prepared: Any, data_conf: dict[str, Any]) -> Any:
+        from trainpipe.data.datamodule import PreparedDataModule
+
+        return PreparedDataModule(functools.partial(_table_loader, prepared, data_conf))
+
+    def callbacks(self, conf: dict[str, Any], output_dir: Path, tracker: Any) -> list[Any]:
+        return []
+
+    def write_package(self, module: Any, prepared: Any, directory: Path) -> ModelPackage:
+        import pandas as pd
+        from mlflow.models import infer_signature
+        from safetensors.torch import save_file
+
+        spec = module.spec
+        weights = {k: v.detach().cpu().contiguous() for k, v in module.model.state_dict().items()}
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
+            save_file(weights, str(tmp))
+        atomic_write_text(directory / SPEC_FILE, json.dumps(spec, indent=2))
+        example = pd.DataFrame(prepared.example_rows(), columns=prepared.feature_names)
+        atomic_write_text(directory / EXAMPLE_FILE, example.to_json(orient="split", index=False))
+        predictions = TabularPredictor(spec, module.model).predict(example)
+        # No input schema on purpose: MLflow's column schema refuses numpy arrays and its tensor
+        # schema refuses any dtype but float64; the predictor checks inputs itself, by name.
+        signature = infer_signature(None, predictions, params={"output": "label"})
+        package = ModelPackage(
+            directory=directory,
+            task=self.name,
+            pyfunc_module=PYFUNC_MODULE,
+            artifacts={"weights": WEIGHTS_FILE, "spec": SPEC_FILE},
+            signature=signature.to_dict(),
+            input_example=EXAMPLE_FILE,
+            metadata={
+                "task": self.name,
+                "feature_names": spec["feature_names"],
+                "target": spec["target_name"],
+                **({"class_values": spec["class_values"]} if "class_values" in spec else {}),
+            },
+            extra_files=[WEIGHTS_FILE],
+        )
+        package.write_manifest()
+        return package
+
+    def load_predictor(self, source: Path | dict[str, Any]) -> TabularPredictor:
+        if isinstance(source, dict):  # a checkpoint, already loaded weights-only
+            return TabularPredictor.from_checkpoint(source)
+        return TabularPredictor.from_files(Path(source) / SPEC_FILE, Path(source) / WEIGHTS_FILE)
+
+    def check_compatible(self, predictor: TabularPredictor, prepared: Any) -> None:
+        spec = predictor.spec
+        if spec["feature_names"] != prepared.feature_names:
+            raise DataError(
+                f"data.features: the model was trained on columns {spec['feature_names']}, "
+                f"the data has {prepared.feature_names}"
+            )
+        if spec.get("class_values") is not None and spec["class_values"] != prepared.class_values:
+            raise DataError(
+                f"data.target: the model's classes {spec['class_values']} differ from the data's "
+                f"{prepared.class_values}"
+            )
+
+    def evaluate(
+        self, predictor: Any, prepared: Any, batch_size: int, device: str
+    ) -> dict[str, float]:
+        import torch
+
+        from trainpipe.data.loader import batch_loader
+
+        model = predictor.model.to(device).eval()
+        outputs, targets = [], []
+        with torch.inference_mode():
+            for features, target in batch_loader(
+                prepared.splits["test"], batch_size, shuffle=False, seed=0
+            ):
+                outputs.append(model(features.to(device)).float().cpu())
+                targets.append(target)
+        model.cpu()
+        all_outputs, all_targets = torch.cat(outputs), torch.cat(targets)
+        metrics = {"test/loss": float(self.head.loss(model, all_outputs, all_targets))}
+        predictions, truth = self.head.metric_inputs(model, all_outputs, all_targets)
+        for name, metric in self.head.metrics(predictor.spec).items():
+            metric.update(predictions, truth)
+            metrics[f"test/{name}"] = float(metric.compute())
+        return metrics
+
+
+def _table_loader(
+    prepared: Any, data_conf: dict[str, Any], split: str, shuffle: bool, rank: int, world_size: int
+) -> Any:
+    from trainpipe.data.loader import batch_loader
+
+    return batch_loader(
+        prepared.splits[split],
+        batch_size=data_conf["batch_size"],
+        shuffle=shuffle,
+        seed=data_conf["seed"],
+        num_workers=data_conf.get("num_workers", 0),
+        rank=rank,
+        world_size=world_size,
+    )

@@ -1,0 +1,38 @@
+"""Metrics reach MLflow once each, even across a kill and resume: the tracker holds them until the
+checkpoint covering their step is written (commit), and never journals a point twice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+
+from trainpipe.tracking import MLflowTracker
+
+
+def journaled_steps(journal_dir: Path) -> list[int]:
+    lines = (journal_dir / "journal.jsonl").read_text().splitlines()
+    return [m[3] for e in map(json.loads, lines) if e["op"] == "log" for m in e.get("metrics", [])]
+
+
+def test_commit_journals_held_metrics_up_to_the_checkpoint_step_once(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    journal = tmp_path / "out" / "tracking"
+    first = MLflowTracker(uri, "commit", hold_metrics_until_commit=True, drain_timeout_s=5)
+    run_id = first.start("job", {}, journal)
+    for step in range(1, 7):
+        first.log_metrics({"train/loss": 1.0 / step}, step=step)
+    first.commit(3)  # the checkpoint of step 3 is about to be written
+    assert journaled_steps(journal) == [1, 2, 3]
+    # killed here: steps 4-6 were never journaled; the resumed job recomputes from step 3 and
+    # logs steps 2-3 again (its first window), which must not be journaled twice
+    resumed = MLflowTracker(uri, "commit", hold_metrics_until_commit=True, drain_timeout_s=5)
+    assert resumed.start("job", {}, journal) == run_id
+    for step in range(2, 8):
+        resumed.log_metrics({"train/loss": 1.0 / step}, step=step)
+    assert resumed.finish("FINISHED") == 0
+    assert sorted(journaled_steps(journal)) == [1, 2, 3, 4, 5, 6, 7]
+    history = mlflow.MlflowClient(uri).get_metric_history(run_id, "train/loss")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4, 5, 6, 7]
+    assert mlflow.MlflowClient(uri).get_run(run_id).info.status == "FINISHED"
