@@ -16,6 +16,15 @@ OFFLINE_ENV = {
 }
 os.environ.update(OFFLINE_ENV)
 REPO = Path(__file__).resolve().parents[1]
+# a real but short training: one epoch of 5 batches (what debug=fast runs, but registered)
+TINY = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=5",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def cli_env(**extra: str) -> dict[str, str]:

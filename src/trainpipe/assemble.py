@@ -2,74 +2,82 @@
 
 The runner's callbacks are always there: run identity (MLflow run id + config fingerprint in
 every checkpoint), resume checkpoints, preemption handling, the divergence guard, and Optuna
-pruning when the job is a trial of an Optuna sweep.
+pruning when the job is a trial of an Optuna sweep. Every object comes from its config node
+through `instantiate_checked` (arguments checked against the target's signature first).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from trainpipe.hpo import current_trial
+from hydra_plugins.trainpipe_optuna_sweeper.trial import current_trial
+from trainpipe.config.targets import instantiate_checked
+from trainpipe.plan import JobPlan
+from trainpipe.runtime.job import Job
 from trainpipe.runtime.launch import torchrun_devices, torchrun_world
 
 
 def build_trainer(
-    cfg: DictConfig,
-    conf: dict[str, Any],
-    output_dir: Path,
-    tracker: Any,
-    run_id: str | None,
-    model_fingerprint: str,
+    cfg: DictConfig, plan: JobPlan, job: Job, run_id: str | None, model_fingerprint: str
 ) -> Any:
     from trainpipe.callbacks.preemption import PreemptionHandler
     from trainpipe.callbacks.run_identity import RunIdentity
     from trainpipe.runtime.checkpoint_io import AtomicCheckpointIO
 
-    checkpoints = str(output_dir / "checkpoints")
-    resume_checkpoint = instantiate(cfg.checkpoint, dirpath=checkpoints)
-    divergence = instantiate(cfg.divergence)
-    resume_checkpoint.before_save = [
-        lambda trainer, step: divergence.check_weights(trainer.lightning_module, step),
-        lambda trainer, step: tracker.commit(step),
-    ]
+    conf = plan.conf
+    checkpoints = str(job.output_dir / "checkpoints")
+    divergence = instantiate_checked(cfg.divergence, "divergence")
+    resume_checkpoint = instantiate_checked(
+        cfg.checkpoint,
+        "checkpoint",
+        dirpath=checkpoints,
+        before_save=[
+            lambda trainer, step: divergence.check_weights(trainer.lightning_module, step),
+            lambda trainer, step: job.tracker.commit(step),
+        ],
+    )
     callbacks = [
-        RunIdentity(run_id, model_fingerprint),
+        RunIdentity(run_id, model_fingerprint, conf),
         divergence,
         resume_checkpoint,
-        PreemptionHandler(resume_checkpoint.save, tuple(conf["preemption"]["signals"])),
+        PreemptionHandler(resume_checkpoint.save, job.signals),
     ]
     trial = current_trial(cfg)
     if trial is not None:
         from trainpipe.callbacks.optuna_pruning import OptunaPruning
 
         callbacks.append(OptunaPruning(trial, conf["optimized_metric"]))
-    for name, callback_cfg in (cfg.get("callbacks") or {}).items():
-        if (
-            "ProgressBar" in callback_cfg.get("_target_", "")
-            and not conf["trainer"]["enable_progress_bar"]
-        ):
-            continue
-        extra = (
-            {"dirpath": checkpoints}
-            if name == "model_checkpoint" and not callback_cfg.get("dirpath")
-            else {}
-        )
-        callbacks.append(instantiate(callback_cfg, **extra))
+    callbacks += plan.task.callbacks(conf, job.output_dir, job.tracker)
+    callbacks += _configured_callbacks(cfg, conf, checkpoints)
 
     placement = {}
     world = torchrun_world()
     if world is not None:  # Lightning needs devices/num_nodes spelled out under torchrun
         devices, num_nodes = torchrun_devices(conf["trainer"], world)
         placement = {"devices": devices, "num_nodes": num_nodes}
-    return instantiate(
+    return instantiate_checked(
         cfg.trainer,
+        "trainer",
         callbacks=callbacks,
-        logger=tracker.lightning_logger(),
+        logger=job.tracker.lightning_logger(),
         plugins=[AtomicCheckpointIO()],
-        default_root_dir=str(output_dir),
+        default_root_dir=str(job.output_dir),
         **placement,
     )
+
+
+def _configured_callbacks(cfg: DictConfig, conf: dict[str, Any], checkpoints: str) -> list[Any]:
+    built = []
+    for name, callback_cfg in (cfg.get("callbacks") or {}).items():
+        target = callback_cfg.get("_target_", "")
+        if "ProgressBar" in target and not conf["trainer"]["enable_progress_bar"]:
+            continue
+        extra = (
+            {"dirpath": checkpoints}
+            if name == "model_checkpoint" and not callback_cfg.get("dirpath")
+            else {}
+        )
+        built.append(instantiate_checked(callback_cfg, f"callbacks.{name}", **extra))
+    return built

@@ -1,4 +1,4 @@
-"""`trainpipe <command> [overrides]`: parse, check the config (no torch yet), then hand over to Hydra.
+"""`trainpipe <command> [overrides]`: parse, plan the job (no torch for config errors), hand over to Hydra.
 
 Import discipline: this module and everything it imports at module level stay free of torch,
 lightning, mlflow and datasets, so `--help`, `--cfg job` and config errors answer in well under
@@ -9,40 +9,52 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import trainpipe.config  # noqa: F401  (registers the ${run_identity:} resolver)
+import trainpipe.config  # noqa: F401  (registers the config resolvers)
 from trainpipe import __version__
-from trainpipe.errors import USER_ERROR_EXIT_CODE, ConfigError, JobFailed, UserError
+from trainpipe.errors import ConfigError, UserError
 from trainpipe.runtime import launch
+from trainpipe.runtime.failures import classify
 from trainpipe.runtime.ranks import global_rank
 
 log = logging.getLogger("trainpipe")
 
-# command → the module whose run(cfg, conf) does the work
+# Hydra commands: command → the stage module whose run(cfg, plan) does the work
 STAGES = {"train": "trainpipe.train", "eval": "trainpipe.evaluate"}
+# other commands: command → module with main(args) -> exit code
+TOOLS = {
+    "generate": "trainpipe.commands.generate",
+    "export": "trainpipe.commands.export",
+    "sync": "trainpipe.commands.sync",
+}
 COMMANDS = {
     "train": "train a model: fit → test the best checkpoint → register it in MLflow",
-    "eval": "evaluate a checkpoint or a registered model on the test split (model_uri=…)",
+    "eval": "score a checkpoint or a registered model on a test split (model_uri=…)",
+    "generate": "continue a prompt with a language model (model_uri=… prompt=…)",
+    "export": "write a language model as a Hugging Face GPT-2 dir: export MODEL --format hf OUT_DIR",
     "sync": "send a job's unsent tracking (after a tracking-server outage): trainpipe sync OUTPUT_DIR",
 }
 
 USAGE = f"""usage: trainpipe <command> [--multirun] [hydra overrides …]
 
 commands:
-{chr(10).join(f"  {name:<7}{text}" for name, text in COMMANDS.items())}
+{chr(10).join(f"  {name:<9}{text}" for name, text in COMMANDS.items())}
 
 examples:
-  trainpipe train                                   # the default experiment (digits + MLP)
+  trainpipe train                                   # an MLP on the bundled digits
   trainpipe train experiment=digits_cnn trainer.max_epochs=5
-  trainpipe train data=csv data.path=rows.csv data.target=label
+  trainpipe train data=csv data.path=wine.csv data.target=target
   trainpipe train --multirun model=mlp,cnn model.optimizer.lr=1e-3,3e-3
-  trainpipe eval model_uri=models:/digits_mlp/1
-  trainpipe sync outputs/train/digits_mlp/mlp-1a2b3c4d   # replay a job's tracking journal
+  trainpipe eval model_uri=models:/digits/1
+  trainpipe train experiment=stdlib_gpt                 # a small GPT on the Python stdlib
+  trainpipe generate model_uri=models:/stdlib_gpt/1 prompt="def main("
+  trainpipe sync outputs/train/digits/digits-mlp-1a2b3c4d   # replay a job's tracking journal
   trainpipe train --cfg job                         # print the composed config, run nothing
 
 options:
@@ -50,75 +62,89 @@ options:
   --version    print the version
 """
 
-# Hydra flags after which no job runs: nothing to pre-check
+# Hydra flags after which no job runs: nothing to plan
 INFO_FLAGS = ("help", "hydra_help", "info", "cfg", "shell_completion")
+
+
+def fail(err: BaseException) -> None:
+    """One line on stderr and the exit code the failure policy gives (runtime/failures.py)."""
+    outcome = classify(err)
+    print(f"trainpipe: {outcome.reason if outcome.name != 'user_error' else err}", file=sys.stderr)
+    sys.exit(outcome.exit_code)
 
 
 @dataclass
 class Preflight:
-    """What the pre-flight check learned, for the task function in the same process."""
+    """What was decided before Hydra starts, handed to the task function (no module globals)."""
 
-    output_dir: Path | None = None
-    output_dir_is_new: bool = False
-    # jobs of this launcher run on this machine (basic/joblib), so their devices must exist here
-    local_launcher: bool = True
-
-
-PREFLIGHT = Preflight()
+    plan: Any = None  # JobPlan of a single run (a sweep's jobs plan themselves)
+    output_dir_is_new: bool = False  # a single run that fails with a user error removes it
+    trainer: dict[str, Any] | None = None  # the resolved trainer section
+    local_launcher: bool = True  # jobs run on this machine (basic/joblib), not on a cluster
+    lock: Any = None  # the output dir's lock, held for the life of the process
 
 
-def fail(err: UserError) -> None:
-    print(f"trainpipe: {err}", file=sys.stderr)
-    sys.exit(USER_ERROR_EXIT_CODE)
+def preflight(command: str, args: list[str]) -> Preflight | None:
+    """Compose, validate and (for a single run) plan the job before Hydra creates anything.
 
-
-def preflight(command: str, args: list[str]) -> dict[str, Any] | None:
-    """Compose and validate the config (and check the data) before Hydra creates anything.
-
-    Returns the resolved config of the job about to run (None when Hydra only prints something).
+    None when Hydra only prints something (--help, --cfg, …).
     """
     from hydra._internal.utils import get_args_parser
     from omegaconf import OmegaConf
 
-    from trainpipe.config.compose import compose, output_dir, split_sweeps, varied_by_sweep
+    from trainpipe.config.compose import compose, split_sweeps, varied_by_sweep
     from trainpipe.config.validate import validate
+    from trainpipe.errors import ConfigError
 
     parsed = get_args_parser().parse_args(args)
     if any(getattr(parsed, flag, None) for flag in INFO_FLAGS):
         return None
     overrides, swept = split_sweeps(parsed.overrides) if parsed.multirun else (parsed.overrides, [])
     cfg = compose(command, overrides, parsed.config_dir)
+    launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default=""))
+    result = Preflight(local_launcher="submitit" not in launcher.lower())
     try:
         conf = validate(cfg, command)
     except ConfigError as err:
-        if varied_by_sweep(err.key, swept):
-            return None  # this part differs per job: each job checks its own config
+        if parsed.multirun and varied_by_sweep(err.key, swept):
+            return result  # this part differs per job: each job checks its own config
         raise
-    launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default=""))
-    PREFLIGHT.local_launcher = "submitit" not in launcher.lower()
+    result.trainer = conf.get("trainer")
+    direction = OmegaConf.select(cfg, "hydra.sweeper.direction", default=None)
+    if parsed.multirun and direction is not None and str(direction) not in ("maximize", "minimize"):
+        raise ConfigError(
+            "optimized_mode",
+            f"an Optuna search needs a direction (hydra.sweeper.direction is {direction!r}): "
+            "set optimized_metric and optimized_mode (e.g. val/acc and max)",
+        )
     world = launch.torchrun_world()
     if command == "train" and world is not None:
         launch.torchrun_devices(conf["trainer"], world)
     if parsed.multirun:
-        return conf  # each job is checked again in its own process/dir
-    PREFLIGHT.output_dir = output_dir(cfg)
-    PREFLIGHT.output_dir_is_new = not PREFLIGHT.output_dir.exists()
-    from trainpipe.data.prepare import prepare
+        return result
+    from trainpipe.plan import plan_job
 
-    prepare(conf["data"])
-    return conf
+    result.plan = plan_job(command, cfg)
+    result.output_dir_is_new = not result.plan.output_dir.exists()
+    return result
 
 
-def _launch(command: str, args: list[str], conf: dict[str, Any]) -> list[str]:
+def _launch(command: str, args: list[str], pre: Preflight) -> list[str]:
     """Start more processes if the job needs them; return Hydra's argv for this process."""
     multirun = "--multirun" in args or "-m" in args
     # a cluster launcher's jobs run elsewhere: the devices they ask for are the cluster's business
-    if command == "train" and launch.torchrun_world() is None and PREFLIGHT.local_launcher:
-        nproc = launch.processes_to_start(conf["trainer"])
+    if (
+        command == "train"
+        and pre.trainer
+        and launch.torchrun_world() is None
+        and pre.local_launcher
+    ):
+        nproc = launch.processes_to_start(pre.trainer)
         if nproc > 1 and multirun:
             raise ConfigError(
                 "trainer.devices",
-                f"a --multirun job cannot start {nproc} processes itself; run the sweep under torchrun or hydra/launcher=slurm",
+                f"a --multirun job cannot start {nproc} processes itself; run the sweep under "
+                "torchrun or hydra/launcher=slurm",
             )
         if nproc > 1:
             launch.relaunch_with_torchrun(nproc, command, args)
@@ -132,79 +158,39 @@ def _launch(command: str, args: list[str], conf: dict[str, Any]) -> list[str]:
     return args
 
 
-def _run_stage(command: str, cfg: Any) -> Any:
-    """Hydra task function body: validate this job's config, then run the stage."""
+def run_stage(command: str, cfg: Any, pre: Preflight) -> Any:
+    """The Hydra task function's body: take the plan (or plan a sweep's job), run the stage, and
+    apply the failure policy: a sweep goes on after a failed job, a single run exits with its code."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from trainpipe.config.validate import validate
+    from trainpipe.plan import plan_job
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    plan = pre.plan
     try:
-        conf = validate(cfg, command)
-        stage = importlib.import_module(STAGES[command])
-        return stage.run(cfg, conf)
-    except UserError as err:
-        if multirun:
-            from trainpipe.tracking.sweep import record_failed_job
+        if plan is None:
+            plan = plan_job(command, cfg)
+        plan.apply(cfg, Path(HydraConfig.get().runtime.output_dir))
+        return importlib.import_module(STAGES[command]).run(cfg, plan)
+    except BaseException as err:
+        outcome = classify(err)
+        if outcome.name == "pruned" or (outcome.name == "error" and not multirun):
+            raise  # a pruned trial is the sweeper's to record; a bug shows its traceback
+        if multirun and outcome.name in ("user_error", "failed", "error"):
+            if outcome.name == "user_error":  # failed before its run started: record it
+                from trainpipe.tracking.sweep import record_failed_job
 
-            log.error("job failed: %s", err)
-            record_failed_job(cfg, str(err))
-            return None  # recorded as a FAILED run; the sweep goes on
-        if PREFLIGHT.output_dir_is_new and PREFLIGHT.output_dir is not None:
-            shutil.rmtree(PREFLIGHT.output_dir, ignore_errors=True)
-        fail(err)
-    except JobFailed as err:
-        if multirun:
-            log.error("job failed (the sweep goes on): %s", err)
+                record_failed_job(cfg, str(err))
+            log.error(
+                "job failed (the sweep goes on): %s",
+                outcome.reason,
+                exc_info=outcome.name == "error",
+            )
             return None
-        print(f"trainpipe: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
-    except Exception as err:
-        if not multirun or type(err).__name__ == "TrialPruned":
-            raise  # a single run fails loudly; a pruned trial is the Optuna sweeper's to record
-        log.exception("job failed (the sweep goes on)")
-        return None
-
-
-def train_task(cfg: Any) -> Any:
-    return _run_stage("train", cfg)
-
-
-def eval_task(cfg: Any) -> Any:
-    return _run_stage("eval", cfg)
-
-
-TASKS = {"train": train_task, "eval": eval_task}
-
-
-def sync_command(args: list[str]) -> None:
-    """`trainpipe sync OUTPUT_DIR [--tracking-uri URI] [--timeout S]`: replay a job's journal."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="trainpipe sync", description=COMMANDS["sync"])
-    parser.add_argument(
-        "output_dir", type=Path, help="the job's output dir (it holds tracking/journal.jsonl)"
-    )
-    parser.add_argument("--tracking-uri", default=None, help="default: the URI the job used")
-    parser.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to keep retrying (default 60)"
-    )
-    parsed = parser.parse_args(args)
-    from trainpipe.tracking.tracker import sync
-
-    try:
-        left, journal = sync(parsed.output_dir, parsed.tracking_uri, parsed.timeout)
-    except FileNotFoundError as err:
-        print(f"trainpipe: {err}", file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT_CODE)
-    if left:
-        print(
-            f"trainpipe: {left} tracking operation(s) still unsent (tracking server unreachable)",
-            file=sys.stderr,
-        )
-        sys.exit(1)
-    print(f"trainpipe: tracking of {parsed.output_dir} is up to date (MLflow run {journal.run_id})")
+        if outcome.name == "user_error" and pre.output_dir_is_new and plan is not None:
+            shutil.rmtree(plan.output_dir, ignore_errors=True)
+        fail(err)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -216,24 +202,32 @@ def main(argv: list[str] | None = None) -> None:
         print(f"trainpipe {__version__}")
         return
     command, args = argv[0], argv[1:]
-    if command == "sync":
-        sync_command(args)
-        return
-    if command not in COMMANDS:
+    if command in TOOLS:
+        sys.exit(importlib.import_module(TOOLS[command]).main(args))
+    if command not in STAGES:
         print(f"trainpipe: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT_CODE)
+        sys.exit(2)
+    from trainpipe.tracking.lineage import COMMAND_ENV, command_line
+
+    os.environ.setdefault(COMMAND_ENV, command_line(["trainpipe", command, *args]))
     try:
-        conf = preflight(command, args)
-        if conf is not None:
-            args = _launch(command, args, conf)
-    except UserError as err:
+        pre = preflight(command, args) or Preflight()
+        args = _launch(command, args, pre)
+        if pre.plan is not None and global_rank() == 0:  # after a relaunch: its rank 0 holds it
+            from trainpipe.runtime.lock import OutputDirLock
+
+            pre.lock = OutputDirLock(pre.plan.output_dir).acquire()
+    except (UserError, KeyboardInterrupt) as err:
         fail(err)
 
     import hydra
 
     from trainpipe.config import config_dir
 
+    def task_function(cfg: Any) -> Any:
+        return run_stage(command, cfg, pre)
+
     sys.argv = [f"trainpipe {command}", *args]
     hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")(
-        TASKS[command]
+        task_function
     )()

@@ -1,10 +1,13 @@
-"""The CLI answers help and config questions without importing the heavy stack."""
+"""The CLI as a user meets it: help and config questions answered without the heavy stack, and
+config mistakes stopped with one line, exit 2 and nothing written."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import cli_env, run_cli
 
@@ -46,7 +49,7 @@ def test_help_imports_no_heavy_module(workdir: Path) -> None:
 def test_cfg_job_prints_config_without_heavy_imports(workdir: Path) -> None:
     line, out = heavy_modules_after(["train", "--cfg", "job", "model=cnn"], workdir)
     assert line == "HEAVY= CODE=0"
-    assert "trainpipe.models.nets.CNN" in out
+    assert "trainpipe.tasks.tabular.nets.CNN" in out
     assert not (workdir / "outputs").exists()
 
 
@@ -58,9 +61,35 @@ def test_config_error_imports_no_heavy_module(workdir: Path) -> None:
 def test_python_dash_m_and_console_script_agree(workdir: Path) -> None:
     result = run_cli(["--version"], cwd=workdir)
     assert result.returncode == 0 and result.stdout.startswith("trainpipe ")
-    script = Path(sys.executable).with_name("trainpipe")
-    if script.exists():
-        assert (
-            subprocess.run([str(script), "--version"], capture_output=True, text=True).stdout
-            == result.stdout
-        )
+    script = Path(sys.executable).with_name("trainpipe")  # installed by `pip install -e .`
+    assert script.exists()
+    console = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert console.stdout == result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "model.optimizer.lr=0"], "model.optimizer.lr"),
+        (["train", "+trainer.max_epoch=3"], "trainer.max_epoch"),
+        (["train", "model=transformer"], "model"),
+        (["train", "data=csv", "data.target=y"], "data.path"),
+        (["train", "data.batch_size=-4"], "data.batch_size"),
+        (["eval"], "model_uri"),
+    ],
+)
+def test_cli_config_error_exits_2_and_leaves_nothing(
+    workdir: Path, args: list[str], needle: str
+) -> None:
+    result = run_cli(args, cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert sorted(p.name for p in workdir.iterdir()) == []  # no outputs/, no mlflow.db, no cache
+
+
+def test_unknown_command_exits_2(workdir: Path) -> None:
+    result = run_cli(["trian"], cwd=workdir)
+    assert result.returncode == 2
+    assert "unknown command 'trian'" in result.stderr

@@ -9,18 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import cli_env, run_cli
+from tests.conftest import TINY, cli_env, run_cli
 from tests.integration.mlflow_store import client_for, runs_of
 
 pytestmark = pytest.mark.slow
 
 # full validation split, so the logged val/acc can be checked against the whole set
-DDP_ARGS = [
-    "trainer=ddp_cpu",
-    "debug=fast",
-    "trainer.limit_val_batches=1.0",
-    "trainer.enable_progress_bar=false",
-]
+DDP_ARGS = ["trainer=ddp_cpu", *TINY, "trainer.limit_val_batches=1.0"]
 
 
 def torchrun(args: list[str], cwd: Path, nproc: int = 2) -> subprocess.CompletedProcess:
@@ -40,31 +35,29 @@ def torchrun(args: list[str], cwd: Path, nproc: int = 2) -> subprocess.Completed
 
 
 def single_job_dir(workdir: Path) -> Path:
-    (job_dir,) = (workdir / "outputs" / "train" / "digits_mlp").iterdir()
+    (job_dir,) = (workdir / "outputs" / "train" / "digits").iterdir()
     return job_dir
 
 
 def whole_split_accuracy(job_dir: Path, split: str) -> float:
     """Accuracy of the job's last checkpoint over a whole split, computed in one process."""
-    from trainpipe.data.prepare import prepare
-    from trainpipe.evaluate import evaluate, load_classifier
+    import numpy as np
+
+    from trainpipe.evaluate import load_for_eval
+    from trainpipe.tasks import get_task
 
     newest = max((job_dir / "checkpoints").glob("step-*.ckpt"))
-    classifier, _ = load_classifier(str(newest))
-    conf = {
-        "source": "digits", "name": "digits", "path": None, "target": "label", "features": None,
-        "image_shape": [1, 8, 8], "val_fraction": 0.1, "test_fraction": 0.1, "seed": 42,
-        "cache_dir": str(job_dir.parents[3] / ".trainpipe_cache"),
-    }  # fmt: skip
-    return evaluate(classifier, prepare(conf).splits[split], batch_size=64, device="cpu")[
-        "test/acc"
-    ]
+    predictor, trained = load_for_eval({"model_uri": str(newest), "logger": {}})
+    prepared = get_task("classification").prepare(trained)
+    rows = prepared.splits[split].with_format("numpy")[:]
+    truth = [prepared.class_values[i] for i in rows["target"]]
+    return float(np.mean(np.asarray(predictor.predict(rows["features"])) == np.asarray(truth)))
 
 
 def assert_one_job_one_run_one_version(workdir: Path) -> None:
-    (run,) = runs_of(workdir, "digits_mlp")
+    (run,) = runs_of(workdir, "digits")
     assert run.info.status == "FINISHED"
-    versions = client_for(workdir).search_model_versions("name='digits_mlp'")
+    versions = client_for(workdir).search_model_versions("name='digits'")
     assert [str(v.version) for v in versions] == ["1"]
     job_dir = single_job_dir(workdir)
     assert any(p.name.startswith("step-") for p in (job_dir / "checkpoints").iterdir())
@@ -113,13 +106,13 @@ def test_ddp_matches_a_single_process_with_the_same_global_batch(tmp_path: Path)
 
     def last_checkpoint(run_dir: Path) -> dict:
         return torch.load(
-            max((run_dir / "outputs/train/digits_mlp/cmp/checkpoints").glob("step-*.ckpt")),
+            max((run_dir / "outputs/train/digits/cmp/checkpoints").glob("step-*.ckpt")),
             weights_only=True,
         )
 
     a, b = last_checkpoint(tmp_path / "single"), last_checkpoint(tmp_path / "ddp")
     assert a["global_step"] == b["global_step"] == 8
-    weights = {k: v for k, v in a["state_dict"].items() if k.startswith("classifier.")}
+    weights = {k: v for k, v in a["state_dict"].items() if k.startswith("model.net.")}
     assert weights
     for name, weight in weights.items():
         assert torch.allclose(weight, b["state_dict"][name], atol=1e-5), name
@@ -147,7 +140,7 @@ def test_launch_errors_are_clear_and_exit_2(workdir: Path, args: list[str], need
 
 
 def test_torchrun_world_that_disagrees_with_the_config_is_named(workdir: Path) -> None:
-    result = torchrun(["train", "trainer=ddp_cpu", "trainer.devices=3", "debug=fast"], cwd=workdir)
+    result = torchrun(["train", "trainer=ddp_cpu", "trainer.devices=3", *TINY], cwd=workdir)
     assert result.returncode != 0
     assert "trainer.devices: is 3 but torchrun started 2 process(es)" in result.stderr
     assert not (workdir / "outputs").exists()

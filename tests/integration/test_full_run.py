@@ -1,4 +1,4 @@
-"""The default experiment, all epochs, reaches the accuracy the README promises."""
+"""The default run, all epochs, reaches the accuracy the README promises."""
 
 from __future__ import annotations
 
@@ -15,5 +15,5 @@ pytestmark = pytest.mark.slow
 def test_default_experiment_reaches_90_percent_test_accuracy(workdir: Path) -> None:
     result = run_cli(["train"], cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = runs_of(workdir, "digits_mlp")
+    (run,) = runs_of(workdir, "digits")
     assert run.data.metrics["test/acc"] >= 0.9

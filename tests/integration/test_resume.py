@@ -28,7 +28,7 @@ JOB += [
     "trainer.enable_progress_bar=false",
     "run_name=job",
 ]
-JOB_DIR = Path("outputs/train/digits_mlp/job")
+JOB_DIR = Path("outputs/train/digits/job")
 
 
 def final_state(workdir: Path) -> dict:
@@ -38,7 +38,7 @@ def final_state(workdir: Path) -> dict:
 
 
 def histories(workdir: Path) -> dict[str, list[tuple[int, float]]]:
-    (run,) = runs_of(workdir, "digits_mlp")
+    (run,) = runs_of(workdir, "digits")
     assert run.info.status == "FINISHED"
     return {
         key: metric_steps(workdir, run.info.run_id, key)
@@ -109,9 +109,11 @@ def test_a_corrupt_newest_checkpoint_is_skipped(
     assert_same_as_reference(workdir, reference)
 
 
-def test_sigterm_checkpoints_at_a_step_boundary_and_exits_75(
-    workdir: Path, reference: tuple[dict, dict]
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGTERM, 75), (signal.SIGINT, 130)])
+def test_a_stop_signal_checkpoints_at_a_step_boundary_and_the_rerun_finishes_clean(
+    workdir: Path, reference: tuple[dict, dict], stop: signal.Signals, code: int
 ) -> None:
+    """SIGTERM (preemption) and SIGINT (Ctrl-C) both finish the step, checkpoint and stop."""
     command = [sys.executable, "-m", "trainpipe", "train", *JOB]
     job = subprocess.Popen(
         command,
@@ -122,20 +124,19 @@ def test_sigterm_checkpoints_at_a_step_boundary_and_exits_75(
         text=True,
     )
     wait_for_checkpoint(workdir / JOB_DIR / "checkpoints", 5, job)
-    job.send_signal(signal.SIGTERM)
+    job.send_signal(stop)
     output, _ = job.communicate(timeout=120)
-    assert job.returncode == 75, output[-3000:]
+    assert job.returncode == code, output[-3000:]
     steps = sorted(
         int(p.stem.split("-")[1]) for p in (workdir / JOB_DIR / "checkpoints").glob("step-*.ckpt")
     )
     stopped_at = steps[-1]
     assert 5 <= stopped_at < 69
     assert f"stopped after step {stopped_at}" in output
-    (run,) = runs_of(workdir, "digits_mlp")
-    assert (
-        run.info.status == "KILLED"
-        and f"at step {stopped_at}" in run.data.tags["trainpipe.preempted"]
-    )
+    assert "graceful shutdown" not in output  # Lightning's own Ctrl-C handling is not involved
+    (run,) = runs_of(workdir, "digits")
+    assert run.info.status == "KILLED"
+    assert f"{stop.name} at step {stopped_at}" in run.data.tags["trainpipe.preempted"]
     state = torch.load(
         workdir / JOB_DIR / "checkpoints" / f"step-{stopped_at:08d}.ckpt", weights_only=True
     )
@@ -143,6 +144,8 @@ def test_sigterm_checkpoints_at_a_step_boundary_and_exits_75(
     resumed = run_cli(["train", *JOB], cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_as_reference(workdir, reference)
+    (run,) = runs_of(workdir, "digits")
+    assert not {"trainpipe.preempted", "trainpipe.failure_reason"} & set(run.data.tags)
 
 
 def test_nan_stops_the_job_naming_the_step_and_keeps_the_last_good_checkpoint(
@@ -152,7 +155,7 @@ def test_nan_stops_the_job_naming_the_step_and_keeps_the_last_good_checkpoint(
     assert result.returncode == 1
     assert "non-finite train/loss=nan at step 7" in result.stderr
     assert "Traceback" not in result.stderr
-    (run,) = runs_of(workdir, "digits_mlp")
+    (run,) = runs_of(workdir, "digits")
     assert run.info.status == "FAILED" and "step 7" in run.data.tags["trainpipe.failure_reason"]
     names = sorted(p.name for p in (workdir / JOB_DIR / "checkpoints").glob("step-*.ckpt"))
     assert names == ["step-00000005.ckpt"]
@@ -170,7 +173,7 @@ def test_nan_batch_can_be_skipped(workdir: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "skipped the batch of step 7" in result.stdout + result.stderr
-    (run,) = runs_of(workdir, "digits_mlp")
+    (run,) = runs_of(workdir, "digits")
     assert run.info.status == "FINISHED"
 
 
@@ -181,7 +184,7 @@ def test_resume_never_starts_a_new_run_and_keeps_the_old_attempt(workdir: Path) 
     assert "already complete" in again.stdout
     fresh = run_cli(["train", *short, "resume=never"], cwd=workdir)
     assert fresh.returncode == 0, fresh.stderr[-2000:]
-    assert len(runs_of(workdir, "digits_mlp")) == 2
+    assert len(runs_of(workdir, "digits")) == 2
     assert (workdir / JOB_DIR / "attempts" / "1" / "checkpoints").is_dir()
     bad = run_cli(["train", *short, "resume=nowhere.ckpt"], cwd=workdir)
     assert bad.returncode == 2 and "resume: no checkpoint file at 'nowhere.ckpt'" in bad.stderr
@@ -224,8 +227,8 @@ def test_torchrun_job_killed_and_resumed_equals_the_uninterrupted_one(tmp_path: 
     for name, tensor in a["state_dict"].items():
         assert torch.equal(tensor, b["state_dict"][name]), name
     assert metric_steps(
-        tmp_path / "ref", runs_of(tmp_path / "ref", "digits_mlp")[0].info.run_id, "train/loss"
+        tmp_path / "ref", runs_of(tmp_path / "ref", "digits")[0].info.run_id, "train/loss"
     ) == metric_steps(
-        tmp_path / "killed", runs_of(tmp_path / "killed", "digits_mlp")[0].info.run_id, "train/loss"
+        tmp_path / "killed", runs_of(tmp_path / "killed", "digits")[0].info.run_id, "train/loss"
     )
-    assert len(runs_of(tmp_path / "killed", "digits_mlp")) == 1
+    assert len(runs_of(tmp_path / "killed", "digits")) == 1

@@ -34,7 +34,7 @@ def test_two_job_sweep_runs_through_submitit_local(tmp_path: Path) -> None:
     assert "Submitit 'local' sweep output dir" in result.stdout + result.stderr
 
     # outputs/multirun/<experiment>/<sweep dir>/<job num>/
-    sweep_dirs = sorted((tmp_path / "outputs" / "multirun" / "digits_mlp").iterdir())
+    sweep_dirs = sorted((tmp_path / "outputs" / "multirun" / "digits").iterdir())
     assert len(sweep_dirs) == 1, sweep_dirs
     sweep = sweep_dirs[0]
     for num, lr in ((0, "0.001"), (1, "0.002")):

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 FAST = ["debug=fast", "trainer.enable_progress_bar=false", "registry.register=false"]
 
 
-def parent_and_children(workdir: Path, experiment: str = "digits_mlp") -> tuple[object, list]:
+def parent_and_children(workdir: Path, experiment: str = "digits") -> tuple[object, list]:
     runs = runs_of(workdir, experiment)
     parents = [r for r in runs if r.data.tags.get("trainpipe.sweep") == "parent"]
     assert len(parents) == 1, [r.info.run_name for r in runs]
@@ -107,7 +107,7 @@ OPTUNA += ["trainer.enable_progress_bar=false", "callbacks.early_stopping.patien
 def study_trials(workdir: Path) -> list:
     import optuna
 
-    (storage,) = (workdir / "outputs" / "multirun" / "digits_mlp").glob("sweep-*/optuna.db")
+    (storage,) = (workdir / "outputs" / "multirun" / "digits").glob("sweep-*/optuna.db")
     return optuna.load_study(study_name="train", storage=f"sqlite:///{storage}").trials
 
 

@@ -23,7 +23,7 @@ JOB = [
 ]
 JOB += ["run_name=job", "trainer.deterministic=true"]
 STEPS = 8 * 23
-JOB_DIR = Path("outputs/train/digits_mlp/job")
+JOB_DIR = Path("outputs/train/digits/job")
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def server(tmp_path: Path):
 
 def assert_complete_run(uri: str) -> None:
     client = mlflow.MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("digits_mlp")
+    experiment = client.get_experiment_by_name("digits")
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
     steps = Counter(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
@@ -44,7 +44,7 @@ def assert_complete_run(uri: str) -> None:
         1
     }  # every step exactly once
     assert "test/acc" in run.data.metrics and run.data.params["data.batch_size"] == "64"
-    (version,) = client.search_model_versions("name='digits_mlp'")
+    (version,) = client.search_model_versions("name='digits'")
     assert version.run_id == run.info.run_id
 
 

@@ -16,9 +16,9 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from ._protocol import FAIL_REASON_ATTR, INTERRUPTED_ATTR, PRUNED, WORKING_DIR_ATTR
 from ._space import SearchSpace, format_value, parse_search_space
 from ._study import make_pruner, make_sampler, open_storage, resolve_storage_url
+from .protocol import FAIL_REASON_ATTR, INTERRUPTED_ATTR, PRUNED, WORKING_DIR_ATTR
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage

@@ -85,7 +85,7 @@ class OptunaSweeperConf:
     metric_name: str = "objective"
     #: Top-level key under which each job's config receives
     #: ``{number, study_name, storage, pruner}`` of its trial (force-added with a
-    #: ``++<trial_key>=...`` override). ``trainpipe.hpo.current_trial(cfg)`` reads it.
+    #: ``++<trial_key>=...`` override). ``trial.current_trial(cfg)`` reads it.
     trial_key: str = "optuna_trial"
 
 

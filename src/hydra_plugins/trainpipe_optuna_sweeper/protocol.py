@@ -1,4 +1,4 @@
-"""Names shared by the sweeper process and the job-side helper ``trainpipe.hpo``.
+"""Names shared by the sweeper process and the jobs it launches (public: jobs import it).
 
 Kept free of optuna (and of any heavy import) so that both sides can import it
 at module level.

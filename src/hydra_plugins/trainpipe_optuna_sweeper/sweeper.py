@@ -14,7 +14,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from ._protocol import DEFAULT_TRIAL_KEY
+from .protocol import DEFAULT_TRIAL_KEY
 
 SAMPLERS = ("tpe", "random")
 DIRECTIONS = ("minimize", "maximize")

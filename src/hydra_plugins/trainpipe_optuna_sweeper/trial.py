@@ -1,4 +1,4 @@
-"""Job-side helpers for sweeps run by the ``trainpipe_optuna`` Hydra sweeper.
+"""The job side of the ``trainpipe_optuna`` sweeper: which trial a job evaluates (public API).
 
 The sweeper force-adds the identity of the trial a job evaluates to the job's
 config (``++optuna_trial={...}``)::
@@ -11,7 +11,7 @@ config (``++optuna_trial={...}``)::
 
 so it reaches the job with any launcher (basic, joblib, submitit). In the task::
 
-    from trainpipe import hpo
+    from hydra_plugins.trainpipe_optuna_sweeper import trial as hpo
 
     trial = hpo.current_trial(cfg)          # None outside an optuna sweep
     for epoch in range(n_epochs):
@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from hydra_plugins.trainpipe_optuna_sweeper._protocol import DEFAULT_TRIAL_KEY, PRUNED
+from hydra_plugins.trainpipe_optuna_sweeper.protocol import DEFAULT_TRIAL_KEY, PRUNED
 
 if TYPE_CHECKING:
     import optuna

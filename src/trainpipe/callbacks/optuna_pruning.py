@@ -8,7 +8,9 @@ from lightning.pytorch.callbacks import Callback
 
 
 class OptunaPruning(Callback):
-    """Raises `optuna.TrialPruned` when the sweep's pruner says this trial is not worth finishing."""
+    """Raises `optuna.TrialPruned` when the sweep's pruner says this trial is not worth finishing.
+
+    `trial` is the job's `TrialHandle` (hydra_plugins/trainpipe_optuna_sweeper/trial.py)."""
 
     def __init__(self, trial: Any, monitor: str) -> None:
         self.trial = trial
@@ -20,8 +22,6 @@ class OptunaPruning(Callback):
         value = float(trainer.callback_metrics[self.monitor])
         self.trial.report(value, step=trainer.current_epoch)
         if self.trial.should_prune():
-            import optuna
-
-            raise optuna.TrialPruned(
+            self.trial.prune(
                 f"pruned after epoch {trainer.current_epoch}: {self.monitor}={value:.4g}"
             )

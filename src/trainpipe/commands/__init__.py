@@ -1,0 +1,1 @@
+"""Commands that are not Hydra jobs (argparse): each module has `main(args) -> exit code`."""
