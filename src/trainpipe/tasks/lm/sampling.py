@@ -1,0 +1,57 @@
+"""A sample of generated text after every validation: `samples/step-<N>.txt`, logged to MLflow.
+
+Reading what the model writes is the quickest check that a language model is learning; the
+samples sit beside the loss curves in the run's artifacts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback
+
+from trainpipe.runtime.atomic import atomic_write_text
+
+
+class SampleWriter(Callback):
+    def __init__(
+        self,
+        directory: Path,
+        tracker: Any,
+        prompt: str = "",
+        max_new_tokens: int = 200,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        seed: int = 0,
+    ) -> None:
+        self.directory = Path(directory)
+        self.tracker = tracker
+        self.options = {
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_k": top_k,
+            "seed": seed,
+        }
+        self.prompt = prompt
+        self._tokenizer: Any = None
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if (
+            trainer.sanity_checking
+            or not trainer.is_global_zero
+            or not self.options["max_new_tokens"]
+        ):
+            return
+        from trainpipe.tasks.lm.predictor import LanguagePredictor
+        from trainpipe.tasks.lm.task import load_files_tokenizer
+
+        if self._tokenizer is None:
+            self._tokenizer = load_files_tokenizer(pl_module.spec)
+        # validation has the model in eval mode already; Lightning restores train mode after it
+        predictor = LanguagePredictor(pl_module.spec, pl_module.model, self._tokenizer)
+        text = predictor.continue_text(self.prompt, **self.options)
+        path = atomic_write_text(
+            self.directory / f"step-{trainer.global_step:08d}.txt", self.prompt + text
+        )
+        self.tracker.log_artifact(path, "samples")

@@ -1,0 +1,227 @@
+"""The language-modelling task behind the task interface (tasks/base.py): text → packed tokens →
+a GPT → a registered generator (safetensors + JSON spec + tokenizer files, pickle-free)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from trainpipe.errors import ConfigError, DataError
+from trainpipe.packaging import ModelPackage
+from trainpipe.runtime.atomic import atomic_path, atomic_write_text
+from trainpipe.tasks.base import Objective
+from trainpipe.tasks.lm.predictor import (
+    DEFAULT_PARAMS,
+    SPEC_FILE,
+    TOKENIZER_DIR,
+    WEIGHTS_FILE,
+    LanguagePredictor,
+)
+
+PYFUNC_MODULE = "trainpipe.tasks.lm.pyfunc"
+EXAMPLE_FILE = "input_example.json"
+TIED = "lm_head.weight"  # the same tensor as wte.weight: stored once
+
+
+class LanguageModelTask:
+    name = "lm"
+    objective = Objective("val/loss", "min")
+
+    def prepare(self, conf: dict[str, Any]) -> Any:
+        from trainpipe.data.tokens import prepare_text
+
+        if conf["data"]["kind"] != "text":
+            raise ConfigError(
+                "task",
+                f"task lm trains on text; data is {conf['data']['kind']} (use data=text or data=stdlib)",
+            )
+        return prepare_text(conf["data"], conf["tokenizer"])
+
+    def data_spec(self, prepared: Any) -> dict[str, Any]:
+        return {
+            "task": self.name,
+            "vocab_size": prepared.vocab_size,
+            "eot_id": prepared.eot_id,
+            "tokenizer": prepared.tokenizer.kind,
+            "tokenizer_fingerprint": prepared.tokenizer.fingerprint,
+            "bytes_per_token": prepared.bytes_per_token,
+            "unigram_entropy": prepared.unigram_entropy,
+            "tokenizer_files": tokenizer_files(prepared.tokenizer),
+        }
+
+    def build_module(self, model_cfg: Any, spec: dict[str, Any]) -> Any:
+        from trainpipe.config.targets import instantiate_checked
+        from trainpipe.tasks.lm.gpt import GPTConfig
+        from trainpipe.tasks.lm.module import LanguageModule
+
+        if "n_layer" not in model_cfg:
+            raise ConfigError(
+                "model",
+                f"model={model_cfg.get('name')} is not a language model; task lm trains model=gpt",
+            )
+        start = None
+        if model_cfg.get("init_from"):
+            start = pretrained_gpt(model_cfg, spec)
+            config = start.config
+        else:
+            config = GPTConfig(
+                vocab_size=spec["vocab_size"],
+                seq_len=model_cfg.seq_len,
+                n_layer=model_cfg.n_layer,
+                n_head=model_cfg.n_head,
+                d_model=model_cfg.d_model,
+                dropout=model_cfg.dropout,
+                bias=model_cfg.bias,
+                activation_checkpointing=model_cfg.activation_checkpointing,
+            )
+        full_spec = {**spec, "gpt": dataclasses.asdict(config), "name": model_cfg.name}
+        optimizer = instantiate_checked(model_cfg.optimizer, "model.optimizer")
+        scheduler = model_cfg.get("scheduler")
+        if scheduler is not None:
+            scheduler = instantiate_checked(scheduler, "model.scheduler")
+        return LanguageModule(full_spec, optimizer, scheduler, model_cfg.grad_clip, start)
+
+    def datamodule(self, prepared: Any, data_conf: dict[str, Any]) -> Any:
+        from trainpipe.data.datamodule import PreparedDataModule
+
+        return PreparedDataModule(functools.partial(_window_loader, prepared, data_conf))
+
+    def callbacks(self, conf: dict[str, Any], output_dir: Path, tracker: Any) -> list[Any]:
+        from trainpipe.tasks.lm.sampling import SampleWriter
+
+        return [SampleWriter(output_dir / "samples", tracker, **conf["model"]["samples"])]
+
+    def write_package(self, module: Any, prepared: Any, directory: Path) -> ModelPackage:
+        from mlflow.models import infer_signature
+        from safetensors.torch import save_file
+
+        spec = {k: v for k, v in module.spec.items() if k != "tokenizer_files"}
+        state = {
+            k: v.detach().cpu().contiguous()
+            for k, v in module.model.state_dict().items()
+            if k != TIED
+        }
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
+            save_file(state, str(tmp))
+        atomic_write_text(directory / SPEC_FILE, json.dumps(spec, indent=2))
+        prepared.tokenizer.save(directory / TOKENIZER_DIR)
+        predictor = LanguagePredictor(spec, module.model, prepared.tokenizer)
+        prompts = [prepared.tokenizer.decode(prepared.splits["test"][1:9])]
+        import pandas as pd
+
+        example = pd.DataFrame({"prompt": prompts})
+        atomic_write_text(directory / EXAMPLE_FILE, example.to_json(orient="split", index=False))
+        output = predictor.predict(example, {"max_new_tokens": 8})
+        # no input schema: MLflow's would refuse a list of strings; the predictor checks inputs
+        signature = infer_signature(None, output, params=DEFAULT_PARAMS)
+        package = ModelPackage(
+            directory=directory,
+            task=self.name,
+            pyfunc_module=PYFUNC_MODULE,
+            artifacts={"weights": WEIGHTS_FILE, "spec": SPEC_FILE, "tokenizer": TOKENIZER_DIR},
+            signature=signature.to_dict(),
+            input_example=EXAMPLE_FILE,
+            metadata={"task": self.name, "tokenizer": spec["tokenizer"], "gpt": spec["gpt"]},
+            extra_files=[WEIGHTS_FILE],
+        )
+        package.write_manifest()
+        return package
+
+    def load_predictor(self, source: Path | dict[str, Any]) -> LanguagePredictor:
+        if isinstance(source, dict):  # a checkpoint, already loaded weights-only
+            return LanguagePredictor.from_checkpoint(
+                source, load_files_tokenizer(source["trainpipe_model"])
+            )
+        directory = Path(source)
+        return LanguagePredictor.from_files(
+            directory / SPEC_FILE, directory / WEIGHTS_FILE, directory / TOKENIZER_DIR
+        )
+
+    def check_compatible(self, predictor: LanguagePredictor, prepared: Any) -> None:
+        if predictor.spec["tokenizer_fingerprint"] != prepared.tokenizer.fingerprint:
+            raise DataError(
+                f"tokenizer: the data was tokenised with {prepared.tokenizer.kind} "
+                f"({prepared.tokenizer.fingerprint}), the model with {predictor.spec['tokenizer']} "
+                f"({predictor.spec['tokenizer_fingerprint']})"
+            )
+
+    def evaluate(
+        self, predictor: LanguagePredictor, prepared: Any, batch_size: int, device: str
+    ) -> dict[str, float]:
+        import torch
+
+        from trainpipe.data.windows import window_loader
+        from trainpipe.tasks.lm.module import eval_metrics
+
+        model = predictor.model.to(device).eval()
+        seq_len = model.config.seq_len
+        total, windows = 0.0, 0
+        with torch.inference_mode():
+            for inputs, targets in window_loader(
+                prepared.splits["test"], seq_len, batch_size, shuffle=False, seed=0
+            ):
+                total += float(model.loss(inputs.to(device), targets.to(device))) * len(inputs)
+                windows += len(inputs)
+        model.cpu()
+        metrics = eval_metrics(total / windows, prepared.bytes_per_token["test"])
+        return {f"test/{name}": value for name, value in metrics.items()}
+
+
+def _window_loader(
+    prepared: Any, data_conf: dict[str, Any], split: str, shuffle: bool, rank: int, world_size: int
+) -> Any:
+    from trainpipe.data.windows import window_loader
+
+    return window_loader(
+        prepared.splits[split],
+        seq_len=data_conf["seq_len"],
+        batch_size=data_conf["batch_size"],
+        shuffle=shuffle,
+        seed=data_conf["seed"],
+        num_workers=data_conf.get("num_workers", 0),
+        rank=rank,
+        world_size=world_size,
+    )
+
+
+def tokenizer_files(tokenizer: Any) -> dict[str, str]:
+    """The tokenizer's files as {name: text}: they travel inside checkpoints (weights-only safe)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return {path.name: path.read_text() for path in tokenizer.save(tmp)}
+
+
+def load_files_tokenizer(spec: dict[str, Any]) -> Any:
+    from trainpipe.data.tokenizers import load_tokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in spec["tokenizer_files"].items():
+            (Path(tmp) / name).write_text(text)
+        return load_tokenizer(tmp, key="model_uri")
+
+
+def pretrained_gpt(model_cfg: Any, spec: dict[str, Any]) -> Any:
+    """`model.init_from`: a local Hugging Face GPT-2, its context cropped to model.seq_len."""
+    from trainpipe.tasks.lm.gpt import GPT
+    from trainpipe.tasks.lm.hf import load_hf
+
+    try:
+        model = load_hf(Path(model_cfg.init_from).expanduser(), dropout=model_cfg.dropout)
+    except (ValueError, OSError) as err:
+        raise ConfigError("model.init_from", str(err)) from None
+    if spec["vocab_size"] > model.config.vocab_size:
+        raise ConfigError(
+            "tokenizer",
+            f"has {spec['vocab_size']} ids but the init_from model knows {model.config.vocab_size}; "
+            "use the checkpoint's own tokenizer (tokenizer=pretrained tokenizer.path=…)",
+        )
+    if model_cfg.seq_len == model.config.seq_len:
+        return model
+    cropped = GPT(dataclasses.replace(model.config, seq_len=model_cfg.seq_len))
+    state = model.state_dict()
+    state["wpe.weight"] = state["wpe.weight"][: model_cfg.seq_len]
+    cropped.load_state_dict(state)  # lm_head stays tied to wte
+    return cropped
