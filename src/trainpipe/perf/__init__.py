@@ -1,0 +1,1 @@
+"""Performance accounting: FLOPs, device peaks, throughput, resource estimates."""
