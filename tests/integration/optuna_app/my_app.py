@@ -7,7 +7,7 @@ import os
 import hydra
 from omegaconf import DictConfig
 
-from trainpipe import hpo
+from hydra_plugins.trainpipe_optuna_sweeper import trial as hpo
 
 
 @hydra.main(version_base="1.3", config_path=".", config_name="config")
