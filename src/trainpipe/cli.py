@@ -31,6 +31,10 @@ STAGES = {"train": "trainpipe.train", "eval": "trainpipe.evaluate"}
 TOOLS = {
     "generate": "trainpipe.commands.generate",
     "export": "trainpipe.commands.export",
+    "estimate": "trainpipe.commands.estimate",
+    "pipeline": "trainpipe.commands.pipeline",
+    "models": "trainpipe.commands.models",
+    "reproduce": "trainpipe.commands.reproduce",
     "sync": "trainpipe.commands.sync",
 }
 COMMANDS = {
@@ -38,6 +42,10 @@ COMMANDS = {
     "eval": "score a checkpoint or a registered model on a test split (model_uri=…)",
     "generate": "continue a prompt with a language model (model_uri=… prompt=…)",
     "export": "write a language model as a Hugging Face GPT-2 dir: export MODEL --format hf OUT_DIR",
+    "estimate": "parameters, FLOPs, memory per GPU, time and cost of a training config (no GPU needed)",
+    "pipeline": "prepare → train → evaluate → register → promote, each stage cached by its inputs",
+    "models": "the registry lifecycle: models list|history|promote|rollback|retire NAME",
+    "reproduce": "retrain a registered version from its recorded config and compare: reproduce models:/NAME/N",
     "sync": "send a job's unsent tracking (after a tracking-server outage): trainpipe sync OUTPUT_DIR",
 }
 

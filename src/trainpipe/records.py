@@ -59,6 +59,7 @@ def run_tags(plan: JobPlan) -> dict[str, str]:
 
 
 def fingerprint_of(plan: JobPlan) -> str:
+    """The training config's fingerprint (run_name additionally hashes the data's content)."""
     from omegaconf import OmegaConf
 
     return fingerprint(OmegaConf.create(plan.conf), IDENTITY_SECTIONS)
@@ -129,6 +130,32 @@ def register(plan: JobPlan, tracker: Tracker, module: Any, result: FitResult) ->
     return True
 
 
+def identity(plan: JobPlan) -> dict[str, str]:
+    """What job.json keeps to tell a later run of the same config that the data changed."""
+    return {"config_fingerprint": fingerprint_of(plan), "data_digest": plan.prepared.digest}
+
+
+def data_change(plan: JobPlan) -> str | None:
+    """ "since <run> (digest a → b)" if an earlier complete job of this config saw other data."""
+    from trainpipe.runtime.job_state import JobState
+
+    mine = identity(plan)
+    earlier = []
+    for job_dir in plan.output_dir.parent.iterdir():
+        state = JobState.load(job_dir) if job_dir != plan.output_dir else None
+        if (
+            state
+            and state.status == "complete"
+            and state.identity.get("config_fingerprint") == mine["config_fingerprint"]
+            and state.identity.get("data_digest") != mine["data_digest"]
+        ):
+            earlier.append((job_dir.stat().st_mtime, job_dir.name, state.identity["data_digest"]))
+    if not earlier:
+        return None
+    _, name, digest = max(earlier)
+    return f"since {name} (data digest {digest} → {mine['data_digest']})"
+
+
 def summary_rows(
     plan: JobPlan, job: Any, result: FitResult, registering: bool, unsent: int
 ) -> dict[str, Any]:
@@ -143,6 +170,7 @@ def summary_rows(
     epoch = best.pop("epoch", None)
     return {
         "task": f"{plan.task.name} ({plan.task_reason})",
+        "data changed": data_change(plan),
         "run id": tracker.run_id
         or (
             "(not tracked)"

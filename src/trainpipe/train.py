@@ -11,7 +11,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainpipe.config.identity import MODEL_SECTIONS, fingerprint
 from trainpipe.plan import JobPlan
-from trainpipe.records import FitResult, make_tracker, register, run_params, run_tags, summary_rows
+from trainpipe.records import (
+    FitResult,
+    identity,
+    make_tracker,
+    register,
+    run_params,
+    run_tags,
+    summary_rows,
+)
 from trainpipe.report import print_config_tree, print_summary
 from trainpipe.runtime.job import Job
 from trainpipe.runtime.resume import archive_previous_attempt, resume_point
@@ -60,7 +68,7 @@ def run(cfg: DictConfig, plan: JobPlan) -> float | None:
             )
         unsent = job.finish()
         summary = summary_rows(plan, job, result, registering, unsent)
-        job.complete(summary)
+        job.complete(summary, identity(plan))
     if job.rank_zero:
         print_summary(f"trained {plan.run_name}", summary)
     return result.objective

@@ -71,10 +71,11 @@ class Job:
         """Close the run as FINISHED; returns how many tracking writes are still unsent."""
         return self.tracker.finish("FINISHED")
 
-    def complete(self, summary: dict[str, Any]) -> None:
+    def complete(self, summary: dict[str, Any], identity: dict[str, str] | None = None) -> None:
         """Mark the job complete in job.json, with the summary a rerun prints."""
         if self.rank_zero:
-            self._save(JobState(run_id=self.tracker.run_id, status="complete", summary=summary))
+            state = JobState(self.tracker.run_id, "complete", summary, identity or {})
+            self._save(state)
 
     def __exit__(
         self,

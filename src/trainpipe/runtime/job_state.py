@@ -18,6 +18,8 @@ class JobState:
     # new | running | complete | failed | preempted | interrupted | pruned | user_error
     status: str = "new"
     summary: dict[str, Any] = field(default_factory=dict)
+    # what the job was: its config fingerprint (data files' content aside) and data digest
+    identity: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, output_dir: Path) -> JobState:
