@@ -52,7 +52,7 @@ COMMANDS = {
 USAGE = f"""usage: trainpipe <command> [--multirun] [hydra overrides …]
 
 commands:
-{chr(10).join(f"  {name:<9}{text}" for name, text in COMMANDS.items())}
+{chr(10).join(f"  {name:<10}{text}" for name, text in COMMANDS.items())}
 
 examples:
   trainpipe train                                   # an MLP on the bundled digits
