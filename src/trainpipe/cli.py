@@ -176,6 +176,9 @@ def run_stage(command: str, cfg: Any, pre: Preflight) -> Any:
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     plan = pre.plan
+    from trainpipe.console import quiet_libraries
+
+    quiet_libraries()
     try:
         if plan is None:
             plan = plan_job(command, cfg)
@@ -215,8 +218,14 @@ def main(argv: list[str] | None = None) -> None:
     if command not in STAGES:
         print(f"trainpipe: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
+    from trainpipe.console import quiet_environment
     from trainpipe.tracking.lineage import COMMAND_ENV, command_line
 
+    quiet_environment()
+    # until Hydra configures the job's logging: the plan's own lines (data summary) on stdout
+    if not log.handlers:
+        log.addHandler(logging.StreamHandler(sys.stdout))
+        log.setLevel(logging.INFO)
     os.environ.setdefault(COMMAND_ENV, command_line(["trainpipe", command, *args]))
     try:
         pre = preflight(command, args) or Preflight()

@@ -34,10 +34,15 @@ def print_config_tree(conf: dict[str, Any], console: Console | None = None) -> N
 
 
 def print_summary(title: str, rows: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
-    width = max(len(k) for k in rows)
-    lines = [f"[bold]{k.ljust(width)}[/bold]  {v}" for k, v in rows.items() if v is not None]
-    console.print(Panel("\n".join(lines), title=title, expand=False))
+    shown = {k: f"{v:.6g}" if isinstance(v, float) else v for k, v in rows.items() if v is not None}
+    width = max(len(k) for k in shown)
+    lines = [f"{k.ljust(width)}  {v}" for k, v in shown.items()]
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a log file or a pipe: no 80-column wrap of paths and titles
+            console = Console(width=max(80, len(title) + 8, *(len(line) + 4 for line in lines)))
+    body = "\n".join(f"[bold]{k.ljust(width)}[/bold]  {v}" for k, v in shown.items())
+    console.print(Panel(body, title=title, expand=False))
 
 
 def ui_hint(tracking_uri: str | None) -> str | None:
