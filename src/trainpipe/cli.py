@@ -218,6 +218,11 @@ def main(argv: list[str] | None = None) -> None:
     if command not in STAGES:
         print(f"trainpipe: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
+    if "--help" in args or "-h" in args:
+        from trainpipe.commands.help import help_text
+
+        print(help_text(command, COMMANDS[command]))
+        return
     from trainpipe.console import quiet_environment
     from trainpipe.tracking.lineage import COMMAND_ENV, command_line
 
