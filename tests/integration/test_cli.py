@@ -72,6 +72,9 @@ def test_python_dash_m_and_console_script_agree(workdir: Path) -> None:
     [
         (["train", "model.optimizer.lr=0"], "model.optimizer.lr"),
         (["train", "+trainer.max_epoch=3"], "trainer.max_epoch"),
+        (["train", "trainer.max_epoch=3"], "did you mean `trainer.max_epochs`?"),
+        (["train", "model=mpl"], "model: unknown option 'mpl'; did you mean `model=mlp`?"),
+        (["train", "data=csv", "data.path=x.csv"], "data.target: is required"),
         (["train", "model=transformer"], "model"),
         (["train", "data=csv", "data.target=y"], "data.path"),
         (["train", "data.batch_size=-4"], "data.batch_size"),

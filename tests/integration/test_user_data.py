@@ -46,6 +46,7 @@ def test_users_csv_trains_and_registers(workdir: Path) -> None:
         ),
         (["data.path=text.csv", "data.target=species"], "data.features: column 'note'"),
         (["data.path=one_class.csv", "data.target=species"], "single class"),
+        (["data.path=inf.csv", "data.target=species"], "column 'b' has 2 non-finite value(s)"),
     ],
 )
 def test_bad_data_exits_2_and_leaves_no_output_or_run(
@@ -54,6 +55,7 @@ def test_bad_data_exits_2_and_leaves_no_output_or_run(
     write_csv(workdir / "rows.csv")
     (workdir / "text.csv").write_text("a,note,species\n1,x,k1\n2,y,k2\n")
     (workdir / "one_class.csv").write_text("a,b,species\n1,2,k\n3,4,k\n")
+    (workdir / "inf.csv").write_text("a,b,species\n1,inf,k1\n3,-inf,k2\n5,6,k1\n")
     result = run_cli(["train", "data=csv", *args], cwd=workdir)
     assert result.returncode == 2, result.stderr[-2000:]
     assert needle in result.stderr

@@ -188,7 +188,8 @@ def write_table(path: Path, target: list) -> Path:
     ("values", "kind"),
     [
         ([0.5, 1.25, 2.0, 3.5] * 10, "values"),  # non-integer floats: a quantity to regress
-        ([1.0, 2.0, 3.0, 2.0] * 10, "classes"),  # floats that are whole numbers: labels
+        ([1.0, 2.0, 3.0, 2.0] * 10, "classes"),  # a few whole-number floats: labels
+        ([float(v) for v in range(25)] * 2, "values"),  # many whole-number floats: a quantity
         ([3, 1, 2, 1] * 10, "classes"),
         (["a", "b", "a", "c"] * 10, "classes"),
     ],

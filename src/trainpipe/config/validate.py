@@ -11,6 +11,7 @@ Three kinds of checks, all before torch is imported:
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -27,6 +28,7 @@ SOURCES_OF = {
 SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
 # a key this close to a declared one is a typo even in an open section (max_epoch → max_epochs)
 TYPO_CUTOFF = 0.8
+MISSING_VALUE = re.compile(r"Missing mandatory value: ([\w.]+)")
 
 
 def resolve(cfg: DictConfig) -> dict[str, Any]:
@@ -34,12 +36,13 @@ def resolve(cfg: DictConfig) -> dict[str, Any]:
     body = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
     try:
         return OmegaConf.to_container(body, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
-    except MissingMandatoryValue as err:
-        key = getattr(err, "full_key", "") or ""
-        raise ConfigError(
-            key, f"is required but not set (add `{key}=VALUE` to the command)"
-        ) from None
     except OmegaConfBaseException as err:
+        # a missing value may surface while resolving another key that interpolates it
+        missing = MISSING_VALUE.search(str(err))
+        if isinstance(err, MissingMandatoryValue) or missing:
+            key = missing.group(1) if missing else getattr(err, "full_key", "") or ""
+            message = f"is required but not set (add `{key}=VALUE` to the command)"
+            raise ConfigError(key, message) from None
         raise ConfigError(getattr(err, "full_key", "") or "", str(err).splitlines()[0]) from None
 
 

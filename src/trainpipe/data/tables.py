@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 VALIDATION_NAMES = ("validation", "val", "valid", "dev")
 TARGET_KINDS = ("classes", "values")
+# a float target of whole numbers with more distinct values than this is a quantity, not labels
+# (scikit-learn's diabetes: 214 distinct whole numbers; 0.0/1.0 labels saved from pandas: 2)
+MAX_FLOAT_CLASSES = 20
 
 
 @dataclass
@@ -71,7 +74,8 @@ class PreparedTable:
 
 
 def target_kind(conf: dict[str, Any]) -> str:
-    """`values` if the target column holds numbers that are not all integers, else `classes`."""
+    """`values` for a float target with non-integer values or more than MAX_FLOAT_CLASSES
+    distinct values; `classes` for integers, strings, booleans and a few whole-number floats."""
     raw = load_source(conf)
     first = raw[next(iter(raw))]
     _require_column(first, conf["target"], "data.target", describe_source(conf))
@@ -80,7 +84,9 @@ def target_kind(conf: dict[str, Any]) -> str:
         return "classes"
     values = column.drop_null()
     finite = pc.filter(values, pc.is_finite(values))
-    return "values" if pc.any(pc.not_equal(finite, pc.floor(finite))).as_py() else "classes"
+    fractional = pc.any(pc.not_equal(finite, pc.floor(finite))).as_py()
+    many = pc.count_distinct(finite).as_py() > MAX_FLOAT_CLASSES
+    return "values" if fractional or many else "classes"
 
 
 def prepare_table(conf: dict[str, Any], kind: str) -> PreparedTable:

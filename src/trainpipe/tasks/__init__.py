@@ -33,8 +33,8 @@ def get_task(name: str) -> Task:
 def resolve_task(conf: dict[str, Any]) -> tuple[Task, str]:
     """The job's task and why: `task` as configured, or inferred from the data when `auto`.
 
-    Text data → lm. A table → regression if its target holds non-integer numbers, else
-    classification (integers and strings are class labels).
+    Text data → lm. A table → regression if its target is a float column with non-integer values
+    or many distinct values, else classification (integers and strings are class labels).
     """
     name = conf["task"]
     if name != "auto":
@@ -46,5 +46,5 @@ def resolve_task(conf: dict[str, Any]) -> tuple[Task, str]:
     kind = target_kind(conf["data"])
     target = conf["data"]["target"]
     if kind == "values":
-        return get_task("regression"), f"inferred: target {target!r} holds non-integer numbers"
+        return get_task("regression"), f"inferred: target {target!r} holds numeric values"
     return get_task("classification"), f"inferred: target {target!r} holds class labels"
