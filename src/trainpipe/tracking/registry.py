@@ -17,6 +17,11 @@ from typing import Any
 
 from trainpipe.packaging import ModelPackage
 
+# the aliases of the registry lifecycle (docs/registry.md): the newest registered version is the
+# challenger; `trainpipe models promote` makes a challenger the champion
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+
 
 def _requirements() -> list[str]:
     pins = []
@@ -43,7 +48,8 @@ def log_and_register(
     package_dir: str | Path,
     version_tags: dict[str, str],
 ) -> tuple[str, str]:
-    """Log a model package as a pyfunc model on `run_id` and register it; returns (model URI, version)."""
+    """Log a model package as a pyfunc model on `run_id`, register it and make it the challenger;
+    returns (model URI, version)."""
     import mlflow
     from mlflow.models.signature import ModelSignature
 
@@ -70,6 +76,8 @@ def log_and_register(
     tags = {"run_id": run_id, "task": package.task, **version_tags}
     version = mlflow.register_model(info.model_uri, model_name, tags=tags)
     client.update_model_version(model_name, version.version, description=f"trained by run {run_id}")
+    # setting an alias moves it: the previous challenger stops being one
+    client.set_registered_model_alias(model_name, CHALLENGER, version.version)
     return f"models:/{model_name}/{version.version}", str(version.version)
 
 
