@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +53,6 @@ def log_and_register(
     from mlflow.models.signature import ModelSignature
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    warnings.filterwarnings("ignore", message=r".*type hints to the `predict` method")
     package = ModelPackage.read(package_dir)
     code = importlib.util.find_spec(package.pyfunc_module)
     if code is None or code.origin is None:
@@ -74,8 +72,20 @@ def log_and_register(
         for name in package.extra_files:  # e.g. the raw weights, for users outside MLflow
             mlflow.log_artifact(str(package.path(name)), artifact_path="weights")
     tags = {"run_id": run_id, "task": package.task, **version_tags}
-    version = mlflow.register_model(info.model_uri, model_name, tags=tags)
-    client.update_model_version(model_name, version.version, description=f"trained by run {run_id}")
+    # the client's calls, not mlflow.register_model: the same registration without its prints
+    try:
+        client.create_registered_model(model_name)
+    except mlflow.exceptions.MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(
+        model_name,
+        source=info.model_uri,
+        run_id=run_id,
+        tags=tags,
+        description=f"trained by run {run_id}",
+        model_id=info.model_id,
+    )
     # setting an alias moves it: the previous challenger stops being one
     client.set_registered_model_alias(model_name, CHALLENGER, version.version)
     return f"models:/{model_name}/{version.version}", str(version.version)
