@@ -3,6 +3,8 @@ the summary printed at the end (and kept in job.json)."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +18,31 @@ from omegaconf import DictConfig
 from trainpipe.config.identity import IDENTITY_SECTIONS, fingerprint
 from trainpipe.plan import JobPlan
 from trainpipe.report import ui_hint
+from trainpipe.reports.model_card import CARD_DIR, CARD_FILE, write_model_card
+from trainpipe.runtime.atomic import atomic_write_text
 from trainpipe.runtime.ranks import is_rank_zero
 from trainpipe.runtime.tracker import Tracker
-from trainpipe.tracking.lineage import COMMAND_ENV, command_line, git_tags, versions
+from trainpipe.tracking.lineage import (
+    COMMAND_ENV,
+    command_line,
+    dataset_columns,
+    dataset_input,
+    environment_tags,
+    frozen_requirements,
+    git_patch,
+    git_tags,
+    versions,
+)
 from trainpipe.tracking.params import flatten
 from trainpipe.tracking.sweep import OVERRIDES_TAG, parent_run_id
+
+log = logging.getLogger(__name__)
+
+# Set by whatever starts a training job as one step of something larger (`trainpipe pipeline`):
+# the run to nest the job's run under, and extra tags for it (a JSON object).
+PARENT_RUN_ENV = "TRAINPIPE_PARENT_RUN_ID"
+RUN_TAGS_ENV = "TRAINPIPE_RUN_TAGS"
+LINEAGE_DIR = "lineage"  # <output dir>/lineage/: the files logged as the run's lineage artifacts
 
 
 def make_tracker(cfg: DictConfig) -> Tracker:
@@ -51,8 +73,11 @@ def run_tags(plan: JobPlan) -> dict[str, str]:
         "trainpipe.data.source": prepared.source,
         "trainpipe.data.rows": "/".join(str(n) for n in prepared.split_sizes().values()),
         **{f"trainpipe.paths.{k}": str(Path(v).resolve()) for k, v in conf["paths"].items()},
+        "trainpipe.seed": str(conf["seed"]),
         **git_tags(),
         **versions(),
+        **environment_tags(),
+        **_parent_tags(),
         **_sweep_tags(),
     }
     return tags
@@ -63,6 +88,43 @@ def fingerprint_of(plan: JobPlan) -> str:
     from omegaconf import OmegaConf
 
     return fingerprint(OmegaConf.create(plan.conf), IDENTITY_SECTIONS)
+
+
+def _parent_tags() -> dict[str, str]:
+    """Nest the job's run under the run named by the environment (a pipeline's parent run)."""
+    tags = json.loads(os.environ.get(RUN_TAGS_ENV) or "{}")
+    parent = os.environ.get(PARENT_RUN_ENV)
+    return {**tags, "mlflow.parentRunId": parent} if parent else tags
+
+
+def log_lineage(plan: JobPlan, tracker: Tracker) -> None:
+    """What the run was made from, beyond its tags: the dataset (the run page's Datasets
+    section), a patch of uncommitted changes when the tree is dirty, the installed packages.
+    Journaled like every other write, so a tracking outage loses none of it."""
+    if not tracker.enabled:
+        return
+    tracker.log_input(*dataset_of(plan))
+    directory = plan.output_dir / LINEAGE_DIR
+    files = [atomic_write_text(directory / "requirements.txt", frozen_requirements())]
+    patch = git_patch()
+    if patch:
+        files.append(atomic_write_text(directory / "uncommitted.patch", patch))
+    for path in files:
+        tracker.log_artifact(path, LINEAGE_DIR)
+
+
+def dataset_of(plan: JobPlan) -> tuple[dict[str, str], dict[str, str]]:
+    """(MLflow dataset fields, input tags) of the job's prepared data."""
+    prepared = plan.prepared
+    return dataset_input(
+        name=str(plan.conf["data"].get("name") or plan.conf["experiment_name"]),
+        digest=prepared.digest,
+        source=prepared.source,
+        source_kind=str(plan.conf["data"].get("source")),
+        columns=dataset_columns(plan.spec),
+        split_sizes=prepared.split_sizes(),
+        split_digest=prepared.split_digest,
+    )
 
 
 def _sweep_tags() -> dict[str, str]:
@@ -126,7 +188,27 @@ def register(plan: JobPlan, tracker: Tracker, module: Any, result: FitResult) ->
             "optimized_metric": conf["optimized_metric"],
         }
     )
+    card = _write_card(plan, tracker, result, package.directory)
+    if card:
+        version_tags["model_card"] = f"{CARD_DIR}/{CARD_FILE}"
     tracker.register_model(package.directory, conf["registry"]["model_name"], version_tags)
+    return True
+
+
+def _write_card(plan: JobPlan, tracker: Tracker, result: FitResult, package_dir: Path) -> bool:
+    """The model card and its plots, in the package dir and logged to the run before the model
+    is registered. A failure to draw them is reported, never fatal: the model is what matters."""
+    metrics = {**result.best_metrics, **result.test_metrics}
+    metrics.pop("epoch", None)
+    try:
+        files = write_model_card(
+            plan, metrics, tracker.metric_history(), tracker.run_id, package_dir
+        )
+    except Exception as err:
+        log.warning("no model card for %s: %s", plan.run_name, str(err).splitlines()[0])
+        return False
+    for path in files:
+        tracker.log_artifact(path, CARD_DIR)
     return True
 
 

@@ -14,6 +14,7 @@ from trainpipe.plan import JobPlan
 from trainpipe.records import (
     FitResult,
     identity,
+    log_lineage,
     make_tracker,
     register,
     run_params,
@@ -53,6 +54,7 @@ def run(cfg: DictConfig, plan: JobPlan) -> float | None:
         model_fingerprint = fingerprint(cfg, MODEL_SECTIONS)
         start_from = resume_point(conf["resume"], plan.output_dir, model_fingerprint)
         run_id = job.start(plan.run_name, run_tags(plan), run_params(conf), OmegaConf.to_yaml(conf))
+        log_lineage(plan, job.tracker)
         trainer = build_trainer(cfg, plan, job, run_id, model_fingerprint)
         trainer.fit(
             module, datamodule=datamodule, ckpt_path=str(start_from) if start_from else None

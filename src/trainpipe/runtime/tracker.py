@@ -41,6 +41,14 @@ class Tracker(Protocol):
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         return None
 
+    def log_input(self, dataset: dict[str, str], tags: dict[str, str]) -> None:
+        """A dataset the run used (the run page's Datasets section)."""
+        return None
+
+    def metric_history(self) -> dict[str, list[tuple[int, float]]]:
+        """The metric points recorded so far, by key: (step, value), sorted by step."""
+        return {}
+
     def commit(self, up_to_step: int | None = None) -> None:
         """Make held metrics of steps <= `up_to_step` durable (called before each checkpoint)."""
         return None

@@ -82,3 +82,8 @@ class Task(Protocol):
     ) -> dict[str, float]:
         """Test-split metrics (`test/<name>`) of a predictor."""
         ...
+
+    def figures(self, predictor: Predictor, prepared: Prepared) -> dict[str, Any]:
+        """The task's plots of a trained model on the test split for its model card, as
+        matplotlib Figures by file stem (`confusion_matrix`); {} when the task has none."""
+        ...

@@ -86,3 +86,13 @@ class Journal:
                 self.run_id = run_id
             cursor = {"sent": self.sent, "run_id": self.run_id}
             atomic_write_text(self.directory / CURSOR, json.dumps(cursor))
+
+    def metric_history(self) -> dict[str, list[tuple[int, float]]]:
+        """Every journaled metric point, by key, sorted by step: what the run logged, whether or
+        not it has reached MLflow yet (the model card's learning curves are drawn from it)."""
+        history: dict[str, list[tuple[int, float]]] = {}
+        with self._lock:
+            for entry in self.entries:
+                for key, value, _, step in entry.get("metrics", []) if entry["op"] == "log" else []:
+                    history.setdefault(key, []).append((int(step), float(value)))
+        return {key: sorted(points) for key, points in history.items()}

@@ -2,8 +2,9 @@
 
 Each operation is idempotent against the store: runs are found again by a key tag before one is
 created, metrics keep their journaled timestamps (MLflow keeps one row per identical point),
-params are re-sent with the same value, and a model is registered only if the run has no version
-yet. So an operation that was applied but not yet marked sent can safely be applied again.
+params and tags are re-sent with the same value, a dataset input is linked to a run once, and a
+model is registered only if the run has no version yet. So an operation that was applied but
+not yet marked sent can safely be applied again.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ class Replayer:
                 self.client.set_terminated(run_id, status=entry["status"])
         elif op == "register":
             self._register(run_id, entry)
+        elif op == "input":
+            self._log_input(run_id, entry)
+        elif op == "version_tags":
+            for key, value in entry["tags"].items():
+                self.client.set_model_version_tag(entry["model_name"], entry["version"], key, value)
         elif op == "delete_tags":
             present = self.client.get_run(run_id).data.tags
             for key in entry["keys"]:
@@ -89,6 +95,13 @@ class Replayer:
             self.client.log_batch(run_id, tags=tags[start : start + 100])
         for start in range(0, len(metrics), 1000):
             self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
+
+    def _log_input(self, run_id: str, entry: dict[str, Any]) -> None:
+        # MLflow links a (name, digest) dataset to a run once: a replayed input is not doubled
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        tags = [InputTag(k, v) for k, v in entry["tags"].items()]
+        self.client.log_inputs(run_id, [DatasetInput(Dataset(**entry["dataset"]), tags)])
 
     def _register(self, run_id: str, entry: dict[str, Any]) -> None:
         from trainpipe.tracking.registry import log_and_register

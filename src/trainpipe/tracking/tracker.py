@@ -136,6 +136,25 @@ class MLflowTracker(Tracker):
             }
         )
 
+    def log_input(self, dataset: dict[str, str], tags: dict[str, str]) -> None:
+        """A dataset the run used (`mlflow.log_input`): `dataset` holds the fields of MLflow's
+        Dataset (name, digest, source_type, source, schema, profile), `tags` the input's tags
+        (`mlflow.data.context`, …). Shown in the Datasets section of the run's page."""
+        self.journal.append({"op": "input", "dataset": dataset, "tags": tags})
+
+    def set_version_tags(self, model_name: str, version: str, tags: dict[str, str]) -> None:
+        """Tags on an existing registered version (e.g. the pipeline run that evaluated it)."""
+        self.journal.append(
+            {"op": "version_tags", "model_name": model_name, "version": version, "tags": tags}
+        )
+
+    def metric_history(self) -> dict[str, list[tuple[int, float]]]:
+        """The metric points journaled so far, by key (held ones are committed first)."""
+        if self.journal is None:
+            return {}
+        self.commit()
+        return self.journal.metric_history()
+
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)
         with self._lock:

@@ -141,26 +141,46 @@ class TabularTask:
     def evaluate(
         self, predictor: Any, prepared: Any, batch_size: int, device: str
     ) -> dict[str, float]:
-        import torch
-
-        from trainpipe.data.loader import batch_loader
-
-        model = predictor.model.to(device).eval()
-        outputs, targets = [], []
-        with torch.inference_mode():
-            for features, target in batch_loader(
-                prepared.splits["test"], batch_size, shuffle=False, seed=0
-            ):
-                outputs.append(model(features.to(device)).float().cpu())
-                targets.append(target)
-        model.cpu()
-        all_outputs, all_targets = torch.cat(outputs), torch.cat(targets)
-        metrics = {"test/loss": float(self.head.loss(model, all_outputs, all_targets))}
-        predictions, truth = self.head.metric_inputs(model, all_outputs, all_targets)
+        model = predictor.model
+        outputs, targets = _test_outputs(model, prepared, batch_size, device)
+        metrics = {"test/loss": float(self.head.loss(model, outputs, targets))}
+        predictions, truth = self.head.metric_inputs(model, outputs, targets)
         for name, metric in self.head.metrics(predictor.spec).items():
             metric.update(predictions, truth)
             metrics[f"test/{name}"] = float(metric.compute())
         return metrics
+
+    def figures(self, predictor: Any, prepared: Any) -> dict[str, Any]:
+        """Classification: the confusion matrix; regression: predicted against true values."""
+        from trainpipe.reports import plots
+
+        model = predictor.model
+        outputs, targets = _test_outputs(model, prepared, batch_size=1024, device="cpu")
+        predictions, truth = self.head.metric_inputs(model, outputs, targets)
+        classes = predictor.spec.get("class_values")
+        if classes is not None:
+            labels = [str(c) for c in classes]
+            return {"confusion_matrix": plots.confusion_matrix(truth, predictions, labels)}
+        target = predictor.spec["target_name"]
+        return {"predicted_vs_true": plots.predicted_vs_true(truth, predictions, target)}
+
+
+def _test_outputs(model: Any, prepared: Any, batch_size: int, device: str) -> tuple[Any, Any]:
+    """(model outputs, targets) over the whole test split, in its order, on the CPU."""
+    import torch
+
+    from trainpipe.data.loader import batch_loader
+
+    model = model.to(device).eval()
+    outputs, targets = [], []
+    with torch.inference_mode():
+        for features, target in batch_loader(
+            prepared.splits["test"], batch_size, shuffle=False, seed=0
+        ):
+            outputs.append(model(features.to(device)).float().cpu())
+            targets.append(target)
+    model.cpu()
+    return torch.cat(outputs), torch.cat(targets)
 
 
 def _table_loader(

@@ -1,0 +1,278 @@
+"""The work of each stage, and the config that goes into its cache key.
+
+    prepare   load, check and encode the data → its content digest and split digest
+    train     `trainpipe train …` as a child process (its lock, resume and journal guarantees
+              hold): the training job, nested under the pipeline's run, registers the candidate
+    evaluate  the registered candidate on the held-out test split (trainpipe.registry.score)
+    register  the version tagged with the pipeline run and the scores it was evaluated with
+    promote   the gate (trainpipe.registry.promote): champion, or refused with the reason
+
+Each function returns the stage's output: a JSON-able dict, cached by the runner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from trainpipe.errors import ConfigError, JobFailed
+from trainpipe.pipeline.context import Pipeline
+from trainpipe.runtime.failures import EXIT_INTERRUPTED, EXIT_PREEMPTED
+
+STAGES = ("prepare", "train", "evaluate", "register", "promote")
+# data keys that change how batches are served, not what the prepared data is
+SERVING_KEYS = ("batch_size", "num_workers", "cache_dir")
+PIPELINE_RUN_TAG = "trainpipe.pipeline.run_id"
+STOP = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)  # what preemption.signals defaults to
+
+
+class StageFailed(JobFailed):
+    """A stage could not produce its output: one line naming it; the exit code says how."""
+
+    def __init__(self, stage: str, message: str, exit_code: int = 1) -> None:
+        super().__init__(f"{stage}: {message}")
+        self.exit_code = exit_code
+
+
+def stage_config(pipeline: Pipeline, stage: str) -> dict[str, Any]:
+    """The part of the config a stage's output depends on (its cache key hashes it)."""
+    conf = pipeline.conf
+    if stage == "prepare":
+        data = {k: v for k, v in conf["data"].items() if k not in SERVING_KEYS}
+        return {"task": conf["task"], "data": data, "tokenizer": conf.get("tokenizer")}
+    if stage == "train":  # everything but where files go
+        return {k: v for k, v in conf.items() if k != "paths"}
+    if stage == "evaluate":
+        return dict(pipeline.settings["evaluate"])
+    if stage == "register":
+        return {"model_name": pipeline.model_name}
+    return {"model_name": pipeline.model_name, "gate": conf["registry"]["gate"]}
+
+
+def always_runs(pipeline: Pipeline, stage: str) -> bool:
+    """Hub data may change under the same name: it is prepared every time (the stages after it
+    are still cached when its content digest is unchanged)."""
+    return stage == "prepare" and pipeline.conf["data"].get("source") == "hub"
+
+
+def prepare(pipeline: Pipeline) -> dict[str, Any]:
+    from trainpipe.plan import plan_train
+    from trainpipe.records import dataset_of
+
+    plan = plan_train(pipeline.cfg)
+    prepared = plan.prepared
+    dataset, input_tags = dataset_of(plan)
+    return {
+        "task": plan.task.name,
+        "task_reason": plan.task_reason,
+        "data_digest": prepared.digest,
+        "split_digest": prepared.split_digest,
+        "split_sizes": prepared.split_sizes(),
+        "source": prepared.source,
+        "dataset": dataset,
+        "input_tags": input_tags,
+    }
+
+
+def training_job(pipeline: Pipeline, key: str) -> tuple[list[str], str, Path]:
+    """(overrides, run name, output dir) of the train stage's job.
+
+    Its run name is the default one plus the stage's key, so the job is a function of
+    everything the key covers (the code version included, which `trainpipe train`'s own
+    identity leaves out): a miss trains anew, a killed pipeline resumes the same job. A run_name
+    given on the command line is kept as is.
+    """
+    from omegaconf import OmegaConf, open_dict
+
+    overrides = pipeline.train_overrides
+    if any(o.lstrip("+").startswith("run_name=") for o in overrides):
+        name = str(pipeline.conf["run_name"])
+    else:
+        name = f"{pipeline.conf['run_name']}-p{key[:8]}"
+        overrides = [*overrides, f"run_name={name}"]
+    cfg = pipeline.cfg.copy()
+    with open_dict(cfg):
+        cfg.run_name = name
+    return overrides, name, Path(str(OmegaConf.select(cfg, "paths.output_dir")))
+
+
+def train(pipeline: Pipeline, key: str, stage_tags: dict[str, str]) -> dict[str, Any]:
+    """Run the training job, nested under the pipeline's run and tagged as its train stage."""
+    from trainpipe.records import PARENT_RUN_ENV, RUN_TAGS_ENV
+    from trainpipe.runtime.job_state import JobState
+    from trainpipe.tracking.lineage import COMMAND_ENV
+    from trainpipe.tracking.registry import registered_version
+
+    overrides, run_name, output_dir = training_job(pipeline, key)
+    reused = JobState.load(output_dir).status == "complete"
+    env = {k: v for k, v in os.environ.items() if k != COMMAND_ENV}  # it records its own command
+    env[PARENT_RUN_ENV] = str(pipeline.parent_run_id)
+    env[RUN_TAGS_ENV] = json.dumps({k: v for k, v in stage_tags.items() if "parentRunId" not in k})
+    command = [sys.executable, "-m", "trainpipe", "train", *overrides]
+    code = _wait(subprocess.Popen(command, env=env))
+    if code:
+        resumable = code in (EXIT_PREEMPTED, EXIT_INTERRUPTED)
+        hint = "; rerun the same pipeline command to resume it" if resumable else ""
+        raise StageFailed("train", f"`trainpipe train` exited with code {code}{hint}", code)
+    state = JobState.load(output_dir)
+    model_uri = registered_version(pipeline.tracking_uri, pipeline.model_name, str(state.run_id))
+    if model_uri is None:
+        raise StageFailed(
+            "train",
+            f"run {state.run_id} has no registered version of {pipeline.model_name} (tracking "
+            f"not sent yet: `trainpipe sync {output_dir}`, then rerun)",
+        )
+    return {
+        "run_id": state.run_id,
+        "run_name": run_name,
+        "output_dir": str(output_dir),
+        "model_uri": model_uri,
+        "version": model_uri.rsplit("/", 1)[1],
+        "reused_job": reused,  # complete before this pipeline run: nothing was trained
+    }
+
+
+def _wait(job: subprocess.Popen) -> int:
+    """The training job's exit code. A stop signal sent to the pipeline meanwhile is passed on:
+    the job finishes its step, writes a checkpoint and exits 75 (130 for Ctrl-C), and the same
+    pipeline command resumes it (sending it twice, as a terminal's Ctrl-C does, is harmless)."""
+    forward = {number: signal.signal(number, lambda n, _: job.send_signal(n)) for number in STOP}
+    try:
+        return job.wait()
+    finally:
+        for number, handler in forward.items():
+            signal.signal(number, handler)
+
+
+def evaluate(pipeline: Pipeline) -> dict[str, Any]:
+    """The candidate's test metrics, and the one the gate will judge (ConfigError when the
+    configured gate metric is not among them: better now than after promote's own scoring)."""
+    from trainpipe.registry import Gate, score
+    from trainpipe.tasks import get_task
+
+    candidate, prepared = pipeline.output("train"), pipeline.output("prepare")
+    settings = pipeline.settings["evaluate"]
+    scores = score(
+        candidate["model_uri"],
+        pipeline.tracking_uri,
+        batch_size=settings["batch_size"],
+        device=_device(settings["device"]),
+    )
+    if scores.split_digest != prepared["split_digest"]:
+        raise StageFailed(
+            "evaluate",
+            f"{candidate['model_uri']} was scored on splits {scores.split_digest}, the pipeline "
+            f"prepared {prepared['split_digest']}: the data changed while the pipeline ran",
+        )
+    objective = get_task(prepared["task"]).objective
+    gate = Gate.from_config(pipeline.conf).resolve(objective.metric, objective.mode)
+    if gate.metric not in scores.metrics:
+        raise ConfigError(
+            "registry.gate.metric",
+            f"{gate.metric!r} is not among the test metrics ({', '.join(sorted(scores.metrics))})",
+        )
+    return {
+        "model_uri": candidate["model_uri"],
+        "version": candidate["version"],
+        "metrics": dict(scores.metrics),
+        "gate": {"rule": gate.describe(), "value": scores.metrics[gate.metric]},
+        "split_digest": scores.split_digest,
+        "data_digest": scores.data_digest,
+        "settings": dict(settings),
+    }
+
+
+def register(pipeline: Pipeline, tracker: Any) -> dict[str, Any]:
+    """Link the version to this pipeline run and the scores it was evaluated with."""
+    evaluated = pipeline.output("evaluate")
+    tags = {
+        PIPELINE_RUN_TAG: str(pipeline.parent_run_id),
+        "trainpipe.pipeline.split_digest": evaluated["split_digest"],
+        **{f"trainpipe.pipeline.{k}": f"{v:.6g}" for k, v in evaluated["metrics"].items()},
+    }
+    tracker.set_version_tags(pipeline.model_name, evaluated["version"], tags)
+    return {"model_uri": evaluated["model_uri"], "version": evaluated["version"], "tags": tags}
+
+
+def promote(pipeline: Pipeline) -> dict[str, Any]:
+    from trainpipe.registry import promote as promote_version
+
+    version = pipeline.output("register")["version"]
+    decision = promote_version(
+        pipeline.tracking_uri,
+        pipeline.model_name,
+        version,
+        reason=f"trainpipe pipeline (run {pipeline.parent_run_id})",
+        actor="trainpipe pipeline",
+    )
+    before = _version_number(decision.champion_before)
+    return {
+        "promoted": bool(decision.promoted),
+        "version": str(decision.version),
+        "champion_before": before,
+        "champion_after": str(decision.version) if decision.promoted else before,
+        "rule": decision.rule,
+        "message": decision.message,
+        "scores": decision.scores,
+    }
+
+
+def still_valid(pipeline: Pipeline, stage: str, output: dict[str, Any]) -> bool:
+    """Whether a cached output still describes the registry: the candidate version exists, and
+    the champion is the one the cached promotion left (else the gate must judge again)."""
+    if stage == "train":
+        from trainpipe.registry import RegistryError
+        from trainpipe.registry.store import RegisteredModel
+
+        try:
+            RegisteredModel(pipeline.tracking_uri, pipeline.model_name).version(output["version"])
+        except RegistryError:
+            return False
+    if stage == "promote":
+        return current_champion(pipeline) == output["champion_after"]
+    return True
+
+
+def champion_version(pipeline: Pipeline) -> Any | None:
+    """The ModelVersion that is the champion now; None before the first promotion, or before
+    the model's first registration."""
+    from trainpipe.registry import RegistryError, champion
+
+    try:
+        return champion(pipeline.tracking_uri, pipeline.model_name)
+    except RegistryError:  # no such registered model (yet)
+        return None
+
+
+def current_champion(pipeline: Pipeline) -> str | None:
+    return _version_number(champion_version(pipeline))
+
+
+def current_data_digest(pipeline: Pipeline) -> str:
+    """The content digest of the configured data, as its prepared data will carry it (hub data
+    must be loaded for that; other sources are digested from their files)."""
+    return (
+        prepare(pipeline)["data_digest"]
+        if always_runs(pipeline, "prepare")
+        else pipeline.data_digest
+    )
+
+
+def _version_number(version: Any) -> str | None:
+    """A version number from a ModelVersion, a number or None."""
+    if version is None:
+        return None
+    return str(getattr(version, "version", version))
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

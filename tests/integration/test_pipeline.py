@@ -1,0 +1,160 @@
+"""`trainpipe pipeline` end to end on a CSV, against a real sqlite MLflow store: every stage runs
+once, a rerun reuses them all, an evaluation setting reruns evaluate onwards, new data reruns
+everything; a parent run with one nested run per stage; `--if-data-changed` both ways.
+
+The tests share one working dir and run in order (each builds on the registry the one before
+left), so they are a module of fixtures, each one pipeline command.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY, run_cli, write_csv
+from tests.integration.mlflow_store import client_for, runs_of
+
+pytestmark = pytest.mark.slow
+
+DATA = ["data=csv", "data.path=rows.csv", "data.target=species"]
+PIPELINE = ["pipeline", *DATA, *TINY]
+STAGES = ["prepare", "train", "evaluate", "register", "promote"]
+
+
+@dataclass
+class Ran:
+    result: subprocess.CompletedProcess
+    seconds: float
+
+    @property
+    def parent_id(self) -> str:
+        found = re.search(r"pipeline run\s+([0-9a-f]{32})", self.result.stdout)
+        assert found, self.result.stdout[-2000:] + self.result.stderr[-2000:]
+        return found.group(1)
+
+    @property
+    def cached(self) -> list[str]:
+        found = re.search(r"cached stages: (.*)", self.result.stdout)
+        assert found, self.result.stdout[-2000:]
+        return [] if found.group(1) == "none" else found.group(1).split(", ")
+
+
+def pipeline(workdir: Path, *extra: str) -> Ran:
+    started = time.monotonic()
+    result = run_cli([*PIPELINE, *extra], cwd=workdir)
+    return Ran(result, time.monotonic() - started)
+
+
+def stage_runs(workdir: Path, parent_id: str) -> dict[str, object]:
+    client = client_for(workdir)
+    experiment = client.get_experiment_by_name("rows").experiment_id
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent_id}'")
+    return {run.data.tags["trainpipe.pipeline.stage"]: run for run in children}
+
+
+def training_runs(workdir: Path) -> list:
+    return [r for r in runs_of(workdir, "rows") if "trainpipe.data.digest" in r.data.tags]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("pipeline")
+    write_csv(directory / "rows.csv")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def first(workdir: Path) -> Ran:
+    ran = pipeline(workdir)
+    assert ran.result.returncode == 0, ran.result.stderr[-3000:]
+    return ran
+
+
+@pytest.fixture(scope="module")
+def rerun(workdir: Path, first: Ran) -> Ran:
+    ran = pipeline(workdir)
+    assert ran.result.returncode == 0, ran.result.stderr[-3000:]
+    return ran
+
+
+@pytest.fixture(scope="module")
+def new_eval_setting(workdir: Path, rerun: Ran) -> Ran:
+    ran = pipeline(workdir, "pipeline.evaluate.batch_size=32")
+    assert ran.result.returncode == 0, ran.result.stderr[-3000:]
+    return ran
+
+
+def test_the_first_run_runs_every_stage_and_promotes_the_candidate(
+    workdir: Path, first: Ran
+) -> None:
+    assert first.cached == []
+    stages = stage_runs(workdir, first.parent_id)
+    assert sorted(stages) == sorted(STAGES)
+    assert {s.data.tags["trainpipe.pipeline.cached"] for s in stages.values()} == {"false"}
+    (training,) = training_runs(workdir)
+    assert stages["train"].info.run_id == training.info.run_id  # the job's own run, nested
+    client = client_for(workdir)
+    champion = client.get_model_version_by_alias("rows", "champion")
+    assert str(champion.version) == "1" and champion.run_id == training.info.run_id
+    assert champion.tags["trainpipe.pipeline.run_id"] == first.parent_id
+    assert "trainpipe.pipeline.test/acc" in champion.tags
+    assert "test/acc" in stages["evaluate"].data.metrics
+    parent = client.get_run(first.parent_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["trainpipe.pipeline.outcome"] == "promoted"
+
+
+def test_a_rerun_with_nothing_changed_reuses_every_stage_in_seconds(
+    workdir: Path, first: Ran, rerun: Ran
+) -> None:
+    assert rerun.cached == STAGES
+    assert "every stage cached" in rerun.result.stdout
+    assert rerun.seconds < min(45.0, first.seconds / 2), (rerun.seconds, first.seconds)
+    assert len(training_runs(workdir)) == 1  # nothing trained
+    before, now = stage_runs(workdir, first.parent_id), stage_runs(workdir, rerun.parent_id)
+    assert sorted(now) == sorted(STAGES)  # cached stages get a nested run too
+    for stage, run in now.items():
+        assert run.data.tags["trainpipe.pipeline.cached"] == "true", stage
+        assert run.data.tags["trainpipe.pipeline.source_run"] == before[stage].info.run_id
+        assert run.info.run_name == f"{stage} (cached)"
+
+
+def test_an_evaluation_setting_reruns_only_evaluate_onwards(
+    workdir: Path, first: Ran, new_eval_setting: Ran
+) -> None:
+    assert new_eval_setting.cached == ["prepare", "train"]
+    stages = stage_runs(workdir, new_eval_setting.parent_id)
+    ran = {s for s, run in stages.items() if run.data.tags["trainpipe.pipeline.cached"] == "false"}
+    assert ran == {"evaluate", "register", "promote"}
+    assert stages["evaluate"].data.params["batch_size"] == "32"
+    assert len(training_runs(workdir)) == 1
+    version = client_for(workdir).get_model_version("rows", "1")
+    assert version.tags["trainpipe.pipeline.run_id"] == new_eval_setting.parent_id
+
+
+def test_if_data_changed_does_nothing_while_the_champion_saw_this_data(
+    workdir: Path, new_eval_setting: Ran
+) -> None:
+    runs_before = len(runs_of(workdir, "rows"))
+    ran = pipeline(workdir, "--if-data-changed")
+    assert ran.result.returncode == 0, ran.result.stderr[-2000:]
+    assert "data unchanged since champion v1 of rows" in ran.result.stdout
+    assert len(runs_of(workdir, "rows")) == runs_before
+
+
+def test_new_data_reruns_every_stage(workdir: Path, new_eval_setting: Ran) -> None:
+    write_csv(workdir / "rows.csv", seed=1)
+    ran = pipeline(workdir, "--if-data-changed")
+    assert ran.cached == [], ran.result.stderr[-3000:]
+    assert len(training_runs(workdir)) == 2
+    client = client_for(workdir)
+    assert client.get_model_version("rows", "2").tags["trainpipe.pipeline.run_id"] == ran.parent_id
+    outcome = client.get_run(ran.parent_id).data.tags["trainpipe.pipeline.outcome"]
+    # the gate decides: a refusal is a normal outcome of the pipeline, exit 1 like `models promote`
+    assert (outcome, ran.result.returncode) in (("promoted", 0), ("refused", 1))
+    assert ("refused:" in ran.result.stdout) == (outcome == "refused")
