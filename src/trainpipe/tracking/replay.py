@@ -104,12 +104,16 @@ class Replayer:
         self.client.log_inputs(run_id, [DatasetInput(Dataset(**entry["dataset"]), tags)])
 
     def _register(self, run_id: str, entry: dict[str, Any]) -> None:
-        from trainpipe.tracking.registry import log_and_register
+        from trainpipe.tracking.registry import CHALLENGER, log_and_register
 
-        existing = self.client.search_model_versions(
-            f"name='{entry['model_name']}' and run_id='{run_id}'"
-        )
-        if existing:
+        name = entry["model_name"]
+        existing = self.client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+        if existing:  # registered before the process died: finish what it was doing
+            version = str(existing[0].version)
+            aliases = self.client.get_registered_model(name).aliases
+            newest = max(int(v.version) for v in self.client.search_model_versions(f"name='{name}'"))
+            if CHALLENGER not in aliases and int(version) == newest:
+                self.client.set_registered_model_alias(name, CHALLENGER, version)
             return
         log_and_register(
             self.tracking_uri, run_id, entry["model_name"], entry["package"], entry["version_tags"]
