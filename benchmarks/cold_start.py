@@ -21,11 +21,13 @@ from typing import Any
 import common
 
 CLI_GOAL_S = 1.0
+# a smoke run that still registers its model (debug runs register nothing by default)
+FAST = ["debug=fast", "registry.register=true"]
 
 
 def start_once(kind: str, warm_dir: Path) -> tuple[dict[str, Any], float]:
     """One `trainpipe train debug=fast`: in a new directory (cold) or in `warm_dir` under a new run name."""
-    run_args = ["debug=fast", f"run_name=start-{time.time_ns()}"]
+    run_args = [*FAST, f"run_name=start-{time.time_ns()}"]
     if kind == "warm":
         return common.run_trainpipe(run_args, warm_dir)
     with common.workdir() as fresh:
@@ -51,7 +53,7 @@ def main() -> None:
 
     with common.workdir() as warm_dir:
         common.run_trainpipe(
-            ["debug=fast", "run_name=prime"], warm_dir
+            [*FAST, "run_name=prime"], warm_dir
         )  # builds the cache and mlflow.db once
         for repeat in range(args.repeats):
             add(

@@ -138,10 +138,10 @@ def digits_train_split(cache_dir: Path) -> Any:
     """The prepared digits train split exactly as `trainpipe train` builds it (configs/data/digits.yaml)."""
     from trainpipe.config.compose import compose
     from trainpipe.config.validate import validate
-    from trainpipe.data.prepare import prepare
+    from trainpipe.data.tables import prepare_table
 
     conf = validate(compose("train", [f"paths.cache_dir={cache_dir}"]), "train")
-    return prepare(conf["data"])
+    return prepare_table(conf["data"], "classes")
 
 
 def tensors(prepared: Any) -> tuple[Any, Any]:
@@ -149,7 +149,7 @@ def tensors(prepared: Any) -> tuple[Any, Any]:
     import torch
 
     rows = prepared.splits["train"].with_format("numpy")[:]
-    return torch.from_numpy(rows["features"]), torch.from_numpy(rows["label"]).long()
+    return torch.from_numpy(rows["features"]), torch.from_numpy(rows["target"]).long()
 
 
 def tensor_loader(x: Any, y: Any, batch_size: int, seed: int = 42) -> Any:
@@ -168,21 +168,23 @@ def tensor_loader(x: Any, y: Any, batch_size: int, seed: int = 42) -> Any:
 def plain_loop(
     prepared: Any, loader: Any, hidden_sizes: Sequence[int], epochs: int, warmup_steps: int = 5
 ) -> list[float]:
-    """Train trainpipe's net (FeatureClassifier(MLP)) with a hand-written loop; steady-state step seconds.
+    """Train trainpipe's net (FeatureModel over an MLP) with a hand-written loop; steady-state step seconds.
 
     Timed exactly like `ThroughputMonitor`: end of one batch to end of the next (loading included),
     leaving out the first `warmup_steps` batches and the first batch of every epoch."""
     import torch
     import torch.nn.functional as F
 
-    from trainpipe.models.nets import MLP, FeatureClassifier
+    from trainpipe.tasks import get_task
+    from trainpipe.tasks.tabular.model import FeatureModel
 
     torch.manual_seed(42)
-    shape = tuple(prepared.input_shape)
-    model = FeatureClassifier(
-        MLP(shape, prepared.num_classes, hidden_sizes, dropout=0.1), shape, prepared.num_features
-    )
-    model.set_standardization(prepared.feature_mean, prepared.feature_std)
+    net = {
+        "_target_": "trainpipe.tasks.tabular.nets.MLP",
+        "hidden_sizes": list(hidden_sizes),
+        "dropout": 0.1,
+    }
+    model = FeatureModel({**get_task("classification").data_spec(prepared), "net": net})
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     model.train()

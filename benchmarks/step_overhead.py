@@ -3,7 +3,7 @@
 trainpipe's number comes from the ThroughputMonitor callback inside a real `trainpipe train` run
 (defaults, progress bar on, run on a pseudo-terminal like an interactive shell; and again with
 `trainer.enable_progress_bar=false`). The baseline is a hand-written loop in this process:
-FeatureClassifier(MLP) from trainpipe.models.nets, AdamW with the config's lr/weight decay, a
+trainpipe's FeatureModel over its MLP (tasks/tabular/), AdamW with the config's lr/weight decay, a
 cosine schedule stepped per epoch, the prepared digits train split served by
 DataLoader(TensorDataset(x, y), shuffle=True); a second baseline serves the same loop from
 trainpipe's `batch_loader`, which separates loop overhead from loader speed.
