@@ -76,9 +76,9 @@ INFO_FLAGS = ("help", "hydra_help", "info", "cfg", "shell_completion")
 
 def fail(err: BaseException) -> None:
     """One line on stderr and the exit code the failure policy gives (runtime/failures.py)."""
-    outcome = classify(err)
-    print(f"trainpipe: {outcome.reason if outcome.name != 'user_error' else err}", file=sys.stderr)
-    sys.exit(outcome.exit_code)
+    from trainpipe.commands import failure_exit
+
+    sys.exit(failure_exit(err))
 
 
 @dataclass

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from trainpipe.errors import USER_ERROR_EXIT_CODE, ConfigError, UserError
+from trainpipe.commands import EXPECTED_FAILURES, failure_exit
+from trainpipe.errors import ConfigError
 
 FORMATS = ("hf",)
 
@@ -29,9 +29,8 @@ def main(args: list[str]) -> int:
     parsed = parser.parse_args(args)
     try:
         out_dir = export(parsed.model, parsed.out_dir, parsed.tracking_uri)
-    except UserError as err:
-        print(f"trainpipe: {err}", file=sys.stderr)
-        return USER_ERROR_EXIT_CODE
+    except EXPECTED_FAILURES as err:
+        return failure_exit(err)
     print(
         f"trainpipe: wrote {out_dir} (transformers.GPT2LMHeadModel.from_pretrained({str(out_dir)!r}))"
     )

@@ -3,9 +3,7 @@ continuations of a prompt by a trained language model (configs/generate.yaml lis
 
 from __future__ import annotations
 
-import sys
-
-from trainpipe.errors import USER_ERROR_EXIT_CODE, UserError
+from trainpipe.commands import EXPECTED_FAILURES, failure_exit
 
 
 def main(args: list[str]) -> int:
@@ -25,9 +23,8 @@ def main(args: list[str]) -> int:
             cfg.prompt = prompts[-1] if prompts else cfg.prompt
         conf = validate(cfg, "generate")
         texts = generate(conf)
-    except UserError as err:
-        print(f"trainpipe: {err}", file=sys.stderr)
-        return USER_ERROR_EXIT_CODE
+    except EXPECTED_FAILURES as err:
+        return failure_exit(err)
     for i, text in enumerate(texts):
         if len(texts) > 1:
             print(f"--- sample {i + 1}")

@@ -19,7 +19,8 @@ import sys
 import time
 from typing import Any
 
-from trainpipe.errors import USER_ERROR_EXIT_CODE, JobFailed, UserError
+from trainpipe.commands import EXPECTED_FAILURES, failure_exit
+from trainpipe.errors import USER_ERROR_EXIT_CODE
 
 FLAGS = ("--if-data-changed",)
 
@@ -37,7 +38,6 @@ def main(args: list[str]) -> int:
 
     quiet_environment()  # the training job inherits it
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from trainpipe.runtime.failures import Interrupted, classify
     from trainpipe.runtime.signals import StopSignals
 
     started = time.monotonic()
@@ -47,16 +47,8 @@ def main(args: list[str]) -> int:
     signals.install()
     try:
         return _run(args, started)
-    except UserError as err:
-        print(f"trainpipe: {err}", file=sys.stderr)
-        return USER_ERROR_EXIT_CODE
-    except JobFailed as err:
-        print(f"trainpipe: {err}", file=sys.stderr)
-        return err.exit_code
-    except (Interrupted, KeyboardInterrupt) as err:
-        outcome = classify(err)
-        print(f"trainpipe: {outcome.reason}", file=sys.stderr)
-        return outcome.exit_code
+    except EXPECTED_FAILURES as err:
+        return failure_exit(err)
     finally:
         signals.restore()
 

@@ -24,7 +24,8 @@ from typing import Any, NoReturn
 
 import yaml
 
-from trainpipe.errors import USER_ERROR_EXIT_CODE, ConfigError, DataError, JobFailed, UserError
+from trainpipe.commands import EXPECTED_FAILURES, failure_exit
+from trainpipe.errors import USER_ERROR_EXIT_CODE, ConfigError, DataError, JobFailed
 
 REPRODUCES_TAG = "trainpipe.reproduces"
 # the groups whose recorded values replace the defaults wholesale (a group's own keys would
@@ -57,12 +58,8 @@ def main(args: list[str]) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         return reproduce(parsed.model_uri, parsed.tracking_uri)
-    except UserError as err:
-        print(f"trainpipe: {err}", file=sys.stderr)
-        return USER_ERROR_EXIT_CODE
-    except JobFailed as err:
-        print(f"trainpipe: {err}", file=sys.stderr)
-        return err.exit_code
+    except EXPECTED_FAILURES as err:
+        return failure_exit(err)
 
 
 def reproduce(model_uri: str, tracking_uri: str | None) -> int:

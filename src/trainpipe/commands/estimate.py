@@ -1,0 +1,171 @@
+"""`trainpipe estimate <train overrides>`: parameters, FLOPs, memory per GPU, time and cost of a
+GPT training config, on paper: nothing is trained, no data is read, no GPU (or torch) is needed.
+
+    trainpipe estimate experiment=gpt2_124m
+    trainpipe estimate experiment=gpt2_124m trainer=fsdp2 trainer.devices=8 perf.gpu_hour_usd=2.5
+
+The overrides are those of `trainpipe train`; the config is composed and validated the same way,
+then mapped onto `trainpipe.perf.estimate`: the vocabulary from the tokenizer config (bytes →
+257, bpe → tokenizer.vocab_size, pretrained → its tokenizer.json), the architecture from
+`model.init_from`'s config.json when set, the layout from the trainer section, and the `perf.*`
+keys (configs/train.yaml) for the assumed MFU, the GPU, the price and a token budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from trainpipe.errors import USER_ERROR_EXIT_CODE, ConfigError, UserError
+
+BYTE_VOCAB = 257  # 256 bytes + end-of-text (data/tokenizers.py)
+DEFAULT_DEVICE = "NVIDIA H100 80GB HBM3"  # H100 SXM, when no GPU is visible and none is named
+SHARDING_OFF = ("NO_SHARD",)
+
+
+def main(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="trainpipe estimate", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "overrides", nargs="*", help="train config overrides (key=value, group=option)"
+    )
+    parser.add_argument("--config-dir", default=None, help="an extra config dir, as for train")
+    parsed = parser.parse_args(args)
+    try:
+        text = describe(parsed.overrides, parsed.config_dir)
+    except UserError as err:
+        print(f"trainpipe: {err}", file=sys.stderr)
+        return USER_ERROR_EXIT_CODE
+    print(text)
+    return 0
+
+
+def describe(overrides: list[str], config_dir: str | None = None) -> str:
+    """The printed estimate for `trainpipe train <overrides>`."""
+    from trainpipe.config.compose import compose
+    from trainpipe.config.validate import validate
+    from trainpipe.perf.estimate import estimate, format_estimate
+
+    conf = validate(compose("train", overrides, config_dir), "train")
+    notes: list[str] = []
+    model = model_shape(conf, notes)
+    run = run_shape(conf, notes)
+    result = estimate(model, run, assumptions(conf, run.precision, notes))
+    title = (
+        f"trainpipe estimate {' '.join(overrides)}".rstrip()
+        + f"\n{round(result.parameters_total / 1e6)} M parameters (GPT, {model.n_layer} layers, "
+        f"d_model {model.d_model})\n"
+    )
+    return title + "\n" + format_estimate(result) + "".join(f"\nnote: {n}" for n in notes)
+
+
+def model_shape(conf: dict[str, Any], notes: list[str]) -> Any:
+    from trainpipe.perf.estimate import ModelShape
+
+    model = conf["model"]
+    if "n_layer" not in model:
+        raise ConfigError(
+            "model", f"estimate covers GPT models (model=gpt); model is {model.get('name')!r}"
+        )
+    shape = {k: model[k] for k in ("n_layer", "n_head", "d_model", "seq_len")}
+    vocab = vocab_size(conf["tokenizer"], notes)
+    if model.get("init_from"):
+        hf = json.loads((Path(model["init_from"]).expanduser() / "config.json").read_text())
+        shape.update(n_layer=hf["n_layer"], n_head=hf["n_head"], d_model=hf["n_embd"])
+        vocab = max(vocab, int(hf["vocab_size"]))
+        notes.append(f"architecture from {model['init_from']}/config.json")
+    return ModelShape(**shape, vocab_size=vocab, bias=bool(model.get("bias", True)))
+
+
+def vocab_size(tokenizer: dict[str, Any], notes: list[str]) -> int:
+    """The tokenizer's id count, read without training or loading anything."""
+    kind = tokenizer.get("kind")
+    if kind == "bytes":
+        return BYTE_VOCAB
+    if kind == "bpe":
+        notes.append(
+            f"vocabulary: tokenizer.vocab_size={tokenizer['vocab_size']} (a small corpus may yield "
+            "fewer BPE tokens; the trained size is what the model gets)"
+        )
+        return int(tokenizer["vocab_size"])
+    path = Path(str(tokenizer.get("path"))).expanduser() / "tokenizer.json"
+    if not path.is_file():
+        raise ConfigError("tokenizer.path", f"no tokenizer.json in {tokenizer.get('path')!r}")
+    data = json.loads(path.read_text())
+    vocab = data["model"].get("vocab") or {}
+    ids = list(vocab.values()) if isinstance(vocab, dict) else list(range(len(vocab)))
+    ids += [token["id"] for token in data.get("added_tokens", [])]
+    return max(ids) + 1
+
+
+def run_shape(conf: dict[str, Any], notes: list[str]) -> Any:
+    from trainpipe.perf.estimate import RunShape
+    from trainpipe.runtime.launch import is_fsdp
+
+    trainer, perf = conf["trainer"], conf["perf"]
+    strategy = trainer.get("strategy")
+    sharding = strategy.get("sharding_strategy") if isinstance(strategy, dict) else None
+    budget = perf.get("token_budget")
+    max_steps = trainer["max_steps"] if trainer["max_steps"] > 0 and budget is None else None
+    return RunShape(
+        micro_batch=conf["data"]["batch_size"],
+        devices_per_node=devices_per_node(trainer, notes),
+        nodes=trainer["num_nodes"],
+        grad_accum=trainer["accumulate_grad_batches"],
+        precision=str(trainer["precision"]),
+        sharded=is_fsdp(strategy) and sharding not in SHARDING_OFF,
+        activation_checkpointing=bool(conf["model"].get("activation_checkpointing")),
+        max_steps=max_steps,
+        token_budget=budget,
+    )
+
+
+def devices_per_node(trainer: dict[str, Any], notes: list[str]) -> int:
+    devices = trainer["devices"]
+    if isinstance(devices, list):
+        return len(devices)
+    if devices not in ("auto", -1, "-1"):
+        return int(devices)
+    if trainer["accelerator"] == "cpu":
+        return 1
+    count = len(visible_gpus())
+    notes.append(f"trainer.devices={devices}: {count or 1} GPU(s) per node assumed")
+    return max(count, 1)
+
+
+def visible_gpus() -> list[str]:
+    """Names of this machine's GPUs from nvidia-smi (empty without one); torch is not imported."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def assumptions(conf: dict[str, Any], precision: str, notes: list[str]) -> Any:
+    from trainpipe.perf.estimate import Assumptions
+
+    perf = conf["perf"]
+    device = perf.get("device")
+    if device is None and perf.get("peak_tflops") is None:
+        gpus = visible_gpus()
+        device = gpus[0] if gpus else DEFAULT_DEVICE
+        notes.append(f"GPU: {device} ({'visible' if gpus else 'assumed'}; set perf.device)")
+    return Assumptions(
+        mfu=perf["assumed_mfu"],
+        peak_tflops=perf.get("peak_tflops"),
+        device=device,
+        tf32=precision in ("32", "32-true"),  # trainpipe turns TF32 on for CUDA (assemble.py)
+        gpu_hour_usd=perf.get("gpu_hour_usd"),
+    )
