@@ -31,8 +31,8 @@ def load_model(
     from trainpipe.tasks import get_task
 
     path = Path(uri)
-    if not path.is_file():
-        raise ConfigError(key, f"no checkpoint file at {uri!r} (and not a models:/ URI)")
+    if not path.exists():  # a file, or a directory of shards (trainer=fsdp2)
+        raise ConfigError(key, f"no checkpoint at {uri!r} (and not a models:/ URI)")
     try:
         checkpoint = load_checkpoint_file(path)
     except Exception as err:

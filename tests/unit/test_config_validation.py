@@ -109,6 +109,12 @@ def test_run_name_is_deterministic_and_tracks_the_training_config_and_data(tmp_p
         (["data.val_fraction=0.5", "data.test_fraction=0.5"], "data.val_fraction", "0.5"),
         (["data=csv", "data.target=y"], "data.path", "required"),
         (["model=cnn", "data=csv", "data.path=x.csv", "data.target=y"], "data.image_shape", "CNN"),
+        (["trainer=fsdp2"], "trainer", "trainer=fsdp2 shards GPT models"),
+        (
+            ["experiment=stdlib_gpt", "trainer.gradient_clip_val=1.0"],
+            "trainer.gradient_clip_val",
+            "model.grad_clip",
+        ),
         (["data.features=[label]"], "data.features", "label"),
     ],
 )

@@ -54,7 +54,17 @@ def test_a_gpt_module_built_from_the_spec_learns_and_reports_bits_per_byte(tmp_p
         module.model.loss(inputs, targets).backward()
         optimizer.step()
     assert module.model.loss(inputs, targets).item() < 0.6 * first
-    metrics = task.evaluate(task.load_predictor({"trainpipe_model": module.spec, "state_dict": {f"model.{k}": v for k, v in module.model.state_dict().items()}}), prepared, 8, "cpu")
+    metrics = task.evaluate(
+        task.load_predictor(
+            {
+                "trainpipe_model": module.spec,
+                "state_dict": {f"model.{k}": v for k, v in module.model.state_dict().items()},
+            }
+        ),
+        prepared,
+        8,
+        "cpu",
+    )
     assert set(metrics) == {"test/loss", "test/ppl", "test/bpb"}
     assert metrics["test/bpb"] == pytest.approx(
         metrics["test/loss"] / 0.6931471805599453 / prepared.bytes_per_token["test"]
@@ -69,7 +79,12 @@ def test_the_package_rebuilds_the_same_generator_and_takes_prompts_any_way(tmp_p
     loaded = task.load_predictor(package.directory)
     greedy = {"max_new_tokens": 12, "temperature": 0}
     expected = module_continuation = loaded.predict(["def f"], greedy)
-    direct = task.load_predictor({"trainpipe_model": module.spec, "state_dict": {f"model.{k}": v for k, v in module.model.state_dict().items()}})
+    direct = task.load_predictor(
+        {
+            "trainpipe_model": module.spec,
+            "state_dict": {f"model.{k}": v for k, v in module.model.state_dict().items()},
+        }
+    )
     assert list(direct.predict("def f", greedy)) == list(module_continuation)
     assert list(loaded.predict(pd.DataFrame({"prompt": ["def f"]}), greedy)) == list(expected)
     sampled = loaded.predict(["x", "y"], {"max_new_tokens": 5, "seed": 3})
@@ -88,6 +103,18 @@ def test_text_data_needs_a_language_model_and_d_model_must_split_into_heads(tmp_
     with pytest.raises(ConfigError, match="text data trains a language model: use model=gpt"):
         validate(compose("train", ["data=text", f"data.path={corpus}"]), "train")
     with pytest.raises(ConfigError, match="model.d_model: must be a multiple of model.n_head"):
-        validate(compose("train", ["data=text", f"data.path={corpus}", "model=gpt", "model.n_head=5", "trainer.max_steps=9"]), "train")
+        validate(
+            compose(
+                "train",
+                [
+                    "data=text",
+                    f"data.path={corpus}",
+                    "model=gpt",
+                    "model.n_head=5",
+                    "trainer.max_steps=9",
+                ],
+            ),
+            "train",
+        )
     with pytest.raises(ConfigError, match="trainer.max_steps: model.scheduler warmup_cosine needs"):
         validate(compose("train", ["data=text", f"data.path={corpus}", "model=gpt"]), "train")

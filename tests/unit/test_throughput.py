@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import Logger
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from trainpipe.callbacks import throughput
+from trainpipe.callbacks import clocks, throughput
 from trainpipe.callbacks.throughput import ThroughputMonitor
 
 SEQ = 7  # "tokens" per sample
@@ -121,19 +121,22 @@ def fit(
     sleep_s: float = 0.0,
     monitor: ThroughputMonitor | None = None,
     val_rows: int = 0,
+    callbacks_extra: list[Any] | None = None,
+    logger: Logger | None = None,
+    enable_progress_bar: bool = False,
     **trainer_kwargs: Any,
 ) -> tuple[ThroughputMonitor, MemoryLogger]:
     """Fit `module` for `max_steps`, logging every `every` steps; `monitor` replaces `warmup`."""
     monitor = monitor or ThroughputMonitor(warmup_steps=warmup)
-    logger = MemoryLogger()
+    logger = logger or MemoryLogger()
     trainer = lightning.Trainer(
         accelerator="cpu",
         devices=1,
         max_steps=max_steps,
         log_every_n_steps=every,
         logger=logger,
-        callbacks=[monitor],
-        enable_progress_bar=False,
+        callbacks=[monitor, *(callbacks_extra or [])],
+        enable_progress_bar=enable_progress_bar,
         enable_checkpointing=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -255,7 +258,7 @@ def test_event_clock_synchronises_once_per_log_window(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(FakeEvent, "syncs", 0)
-    monkeypatch.setattr(throughput, "_clock_for", lambda device: throughput._EventClock(FakeEvent))
+    monkeypatch.setattr(throughput, "_clock_for", lambda device: clocks.EventClock(FakeEvent))
     monitor, logger = fit(tmp_path, max_steps=12, every=4, warmup=2)
     assert sorted(logger.series("perf/step_time_ms")) == _windows_after_warmup(logger, 4, 2)
     # 3 log windows, plus the epoch end / fit end reading what is left: never once per step

@@ -1,12 +1,15 @@
-"""Stop a job whose loss or gradients stop being finite, before the bad step touches the weights.
+"""Stop a job whose loss or gradients stop being finite, before a checkpoint can hold bad weights.
 
-A non-finite loss (seen before backward, every step: one scalar) or gradient (seen before the
-optimizer step when `check_gradients`, at the price of a pass over all gradients per step)
-either skips that batch — its gradients are dropped, so the optimizer leaves every weight and
-moment as it was — up to `max_skipped_batches` times, or stops the job with `DivergenceError`
-naming the step and the value. Whatever slips through (an overflowing gradient with a finite
-loss) is caught by `check_weights`, which runs before every checkpoint, so a checkpoint never
-holds non-finite weights and the newest one is the last good state.
+A non-finite loss (seen before backward) or gradient (seen before the optimizer step when
+`check_gradients`) skips that batch — its gradients are dropped, so the optimizer leaves every
+weight and moment as it was — up to `max_skipped_batches` times, or stops the job with
+`DivergenceError` naming the step and the value. Deciding at once needs the loss on the host every
+step: free on the CPU, a GPU sync on an accelerator. So on an accelerator with 0 skips (the
+default) the losses' finiteness is accumulated on the device instead and read at every log
+window (`trainer.log_every_n_steps`) and before every checkpoint: the step never waits for the
+host, and the job stops at that point, naming the span of steps. Whatever slips through (an overflowing gradient with a finite loss) is caught by
+`check_weights`, which runs before every checkpoint, so a checkpoint never holds non-finite
+weights and the newest one is the last good state.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class DivergenceGuard(Callback):
         self.check_gradients = check_gradients
         self.skipped = 0
         self._bad: str | None = None
+        self._finite: torch.Tensor | None = None  # every loss since `_since` finite (on device)
+        self._since = 1
 
     def on_train_batch_start(
         self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
@@ -40,8 +45,32 @@ class DivergenceGuard(Callback):
             batch[0].fill_(float("nan"))
 
     def on_before_backward(self, trainer: Any, pl_module: Any, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss.detach()).all():
-            self._bad = f"train/loss={loss.detach().float().item()}"
+        finite = torch.isfinite(loss.detach()).all()
+        # a skip is decided before the optimizer step, so it must read the flag now; on the CPU
+        # reading one scalar costs nothing, so the stop names the exact step there too
+        if self.max_skipped_batches or loss.device.type == "cpu":
+            if not finite:
+                self._bad = f"train/loss={loss.detach().float().item()}"
+            return
+        self._finite = finite if self._finite is None else self._finite & finite
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        every = trainer.log_every_n_steps
+        if every and trainer.global_step % every == 0:
+            self._check_losses(trainer.global_step)
+
+    def _check_losses(self, step: int) -> None:
+        """Read the accumulated finiteness flag (one device sync) and stop if a loss was bad."""
+        if self._finite is None:
+            return
+        finite, first = bool(self._finite), self._since
+        self._finite, self._since = None, step + 1
+        if not finite:
+            raise DivergenceError(
+                f"non-finite train/loss in steps {first}-{step}; the last good checkpoint is kept"
+            )
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if self._bad is None and self.check_gradients:
@@ -64,6 +93,7 @@ class DivergenceGuard(Callback):
 
     def check_weights(self, pl_module: Any, step: int) -> None:
         """Before a checkpoint of `step`: refuse to save weights that are no longer finite."""
+        self._check_losses(step)
         total = _norm([p for p in pl_module.parameters()])
         if not math.isfinite(total):
             raise DivergenceError(

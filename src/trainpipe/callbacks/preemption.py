@@ -33,10 +33,11 @@ class PreemptionHandler(Callback):
         self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
     ) -> None:
         # checked before a step rather than after one: by now the last step's metrics are logged
-        stop = torch.tensor([1 if self.signals.received else 0], device=pl_module.device)
-        if trainer.world_size > 1:
-            stop = trainer.strategy.reduce(stop, reduce_op="max")
-        if int(stop.item()):
+        stop = bool(self.signals.received)  # one process: no device round trip, no GPU sync
+        if trainer.world_size > 1:  # every rank stops after the same step: agree on the flag
+            flag = torch.full((1,), int(stop), device=pl_module.device)  # no host→device copy
+            stop = bool(trainer.strategy.reduce(flag, reduce_op="max").item())
+        if stop:
             self.save(trainer, batch_in_flight=True)
             raise Preempted(self.signals.received or "a peer rank's signal", trainer.global_step)
 

@@ -1,7 +1,8 @@
 """Checkpoints a killed job resumes from: every `every_n_steps` optimizer steps and at each epoch end.
 
-Files are `checkpoints/step-<global step>.ckpt` (atomic writes, runtime/checkpoint_io.py); the
-newest `keep_last` are kept (the best-by-metric checkpoint is ModelCheckpoint's business). Each
+Checkpoints are `checkpoints/step-<global step>.ckpt`, a file or under trainer=fsdp2 a directory
+of shards (published atomically either way, runtime/checkpoint_io.py); the newest `keep_last` are
+kept (the best-by-metric checkpoint is ModelCheckpoint's business). Each
 file also carries every rank's RNG states, restored right before the first resumed batch, and —
 through the data loader's own state — the position inside the epoch. Before each save the
 tracker journals the metrics of the steps the checkpoint covers, so a resumed job logs each
@@ -18,7 +19,12 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from trainpipe.runtime import faults, rng
-from trainpipe.runtime.checkpoint_io import step_checkpoint_name, step_checkpoints
+from trainpipe.runtime.checkpoint_io import (
+    remove_checkpoint,
+    remove_stale_staging,
+    step_checkpoint_name,
+    step_checkpoints,
+)
 from trainpipe.runtime.ranks import global_rank
 
 # called with (trainer, step) right before a checkpoint of `step` is written
@@ -39,6 +45,7 @@ class ResumeCheckpoint(Callback):
         # the runner hooks the weight check and the tracking commit in here
         self.before_save: list[BeforeSave] = list(before_save or [])
         self._rng_to_restore: Any = None
+        self._restored = False  # a checkpoint was loaded and training has not started again
         self._last_saved_step = -1
         self._in_flight = False
 
@@ -50,12 +57,13 @@ class ResumeCheckpoint(Callback):
         self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if (
-            self._rng_to_restore is not None
-        ):  # as late as possible: overrides whatever restoring drew
-            rng.restore(self._rng_to_restore)
-            self._rng_to_restore = None
-            self._last_saved_step = step
+        if self._restored:  # the first batch after loading a checkpoint of this very step
+            self._restored = False
+            self._last_saved_step = step  # on every rank alike: saving is a collective
+            # as late as possible: overrides whatever restoring drew
+            if self._rng_to_restore is not None:
+                rng.restore(self._rng_to_restore)
+                self._rng_to_restore = None
         if self.every_n_steps and step and step % self.every_n_steps == 0:
             self.save(trainer, batch_in_flight=True)
         if faults.armed("kill", step) and batch_idx > 0:
@@ -75,7 +83,7 @@ class ResumeCheckpoint(Callback):
             faults.die()
 
     def save(self, trainer: Any, batch_in_flight: bool = False) -> Path | None:
-        """Write `step-<global step>.ckpt` (all ranks take part; rank 0 writes) and prune old ones.
+        """Write `step-<global step>.ckpt` (all ranks take part) and prune old ones.
 
         `batch_in_flight`: called between fetching a batch and training on it, so the loader's
         position is one batch ahead of what the weights have seen.
@@ -99,7 +107,8 @@ class ResumeCheckpoint(Callback):
         self._last_saved_step = step
         if trainer.is_global_zero:
             for _, old in step_checkpoints(self.dirpath)[self.keep_last :]:
-                old.unlink(missing_ok=True)
+                remove_checkpoint(old)
+            remove_stale_staging(self.dirpath)
         return path
 
     def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
@@ -124,4 +133,6 @@ class ResumeCheckpoint(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         states = state_dict.get("rng_per_rank") or []
         rank = global_rank()
+        # saved by fewer processes (a resume at a larger world size): this rank keeps its seed
         self._rng_to_restore = states[rank] if rank < len(states) else None
+        self._restored = True

@@ -22,13 +22,19 @@ known) and, on CUDA, `perf/gpu_mem_peak_gib` (max over ranks). Tokens per batch 
 synchronise every step), else the batch's rows; FLOPs per token from `pl_module.flops_per_token`
 (a number or a zero-argument method). `summary()` describes this process's whole fit; with
 `output_path` set, rank 0 writes it there as JSON when the fit ends (the benchmarks read it).
+
+What MFU was computed against is logged once, as params of a fit that starts from step 0:
+`perf.mfu_peak_tflops` ("none": no MFU), `perf.mfu_peak_source` (override | table | none),
+`perf.mfu_device` and `perf.mfu_flops_per_tok` ("token" in a param name would be masked as a
+secret, tracking/params.py). The config's `perf.peak_tflops` and `perf.device` are params
+already and MLflow refuses to change a param: hence other names, and nothing is logged again by
+a resumed fit, which may run on another GPU.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -38,6 +44,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from trainpipe.callbacks.clocks import EventClock, HostClock, seconds_since_process_start
 from trainpipe.perf import peaks
 
 GIB = 2**30
@@ -56,50 +63,8 @@ def _batch_size(batch: Any) -> int:
     return int(shape[0]) if shape else 1
 
 
-def seconds_since_process_start() -> float | None:
-    """Age of this process (Linux, 1/CLK_TCK ≈ 10 ms resolution); None where /proc is unavailable."""
-    try:
-        stat = Path("/proc/self/stat").read_text()
-        # the 22nd field (starttime, clock ticks since boot); the name in (…) may contain spaces
-        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])
-        return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
-
-
-class _HostClock:
-    """Marks are `perf_counter` readings."""
-
-    def mark(self) -> float:
-        return time.perf_counter()
-
-    def wait(self, last_mark: Any) -> None:
-        pass
-
-    def seconds(self, start: float, end: float) -> float:
-        return end - start
-
-
-class _EventClock:
-    """Marks are CUDA events on the current stream; reading them waits for the last one once."""
-
-    def __init__(self, event_type: Any = None) -> None:
-        self._event_type = event_type or torch.cuda.Event
-
-    def mark(self) -> Any:
-        event = self._event_type(enable_timing=True)
-        event.record()
-        return event
-
-    def wait(self, last_mark: Any) -> None:
-        last_mark.synchronize()  # recorded in order on one stream: every earlier mark is done too
-
-    def seconds(self, start: Any, end: Any) -> float:
-        return start.elapsed_time(end) / 1000.0
-
-
-def _clock_for(device: torch.device) -> _HostClock | _EventClock:
-    return _EventClock() if device.type == "cuda" else _HostClock()
+def _clock_for(device: torch.device) -> HostClock | EventClock:
+    return EventClock() if device.type == "cuda" else HostClock()
 
 
 @dataclass
@@ -166,7 +131,9 @@ class ThroughputMonitor(Callback):
         self.epochs: list[dict[str, Any]] = []
         self.first_step_unix: float | None = None  # time.time() when the first train batch started
         self.first_step_since_process_start_s: float | None = None
-        self._clock: _HostClock | _EventClock = _HostClock()
+        self.first_step_s: float | None = None  # the first optimizer step, compilation included
+        self._first_started = 0.0
+        self._clock: HostClock | EventClock = HostClock()
         self._device = torch.device("cpu")
         self._pending: list[_Step] = []  # measured steps whose marks are not read yet
         self._parts: list[tuple[Any, Any, Any]] = []  # the current step's batches so far
@@ -195,6 +162,19 @@ class ThroughputMonitor(Callback):
             self.peak_tflops = peaks.peak_tflops(self.device_name, trainer.precision, tf32=tf32)
             self.peak_source = "table" if self.peak_tflops is not None else None
 
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.global_step > 0:  # resumed: the first attempt logged them (see above)
+            return
+        peak, flops = self.peak_tflops, self.flops_per_token
+        params = {
+            "perf.mfu_peak_tflops": "none" if peak is None else f"{peak:g}",
+            "perf.mfu_peak_source": self.peak_source or "none",
+            "perf.mfu_device": self.device_name or self._device.type,
+            "perf.mfu_flops_per_tok": "none" if flops is None else f"{flops:g}",
+        }
+        for logger in trainer.loggers:
+            logger.log_hyperparams(params)
+
     # -- timing (no host-device synchronisation in here) ----------------------------------
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self._previous_end = None
@@ -211,6 +191,7 @@ class ThroughputMonitor(Callback):
         if self.first_step_unix is None:
             self.first_step_unix = time.time()
             self.first_step_since_process_start_s = seconds_since_process_start()
+            self._first_started = time.perf_counter()
 
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -229,6 +210,10 @@ class ThroughputMonitor(Callback):
         if trainer.global_step == self._global_step_at_start:
             return  # accumulating gradients: the optimizer step is not over yet
         self._steps_seen += 1
+        if self.first_step_s is None:
+            if self._device.type == "cuda":  # once per fit: the first step is not steady state
+                torch.cuda.synchronize(self._device)
+            self.first_step_s = time.perf_counter() - self._first_started
         if self._step_complete and self._steps_seen > self.warmup_steps:
             step = _Step(self._parts, self._part_rows, self._part_tokens, self._part_cpu)
             self._pending.append(step)
@@ -340,5 +325,6 @@ class ThroughputMonitor(Callback):
             "gpu_mem_peak_gib": self.gpu_mem_peak_gib,
             "first_step_unix": self.first_step_unix,
             "first_step_since_process_start_s": self.first_step_since_process_start_s,
+            "first_step_s": self.first_step_s,
             "epochs": self.epochs,
         }

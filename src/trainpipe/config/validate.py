@@ -21,6 +21,7 @@ from trainpipe.config.schema import Rule, Schema, load_schema
 from trainpipe.errors import ConfigError
 
 FILE_SOURCES = ("csv", "parquet", "json", "text")
+FSDP2_PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-true")
 SOURCES_OF = {
     "table": ("digits", "csv", "parquet", "json", "hub"),
     "text": ("text", "stdlib", "hub"),
@@ -145,6 +146,13 @@ def _check_data(data: dict[str, Any]) -> None:
 
 def _check_training(conf: dict[str, Any], data: dict[str, Any]) -> None:
     _check_language_model(conf["model"], data)
+    _check_fsdp2(conf["trainer"], conf["model"])
+    if "n_layer" in conf["model"] and conf["trainer"].get("gradient_clip_val") is not None:
+        raise ConfigError(
+            "trainer.gradient_clip_val",
+            "GPT models clip their gradients in the module (it works with fused AdamW): "
+            "set model.grad_clip instead",
+        )
     scheduler = conf["model"].get("scheduler") or {}
     if "total_steps" in scheduler and not (
         isinstance(scheduler["total_steps"], int) and scheduler["total_steps"] >= 1
@@ -233,3 +241,21 @@ def _pretrained_positions(directory: str) -> int:
         return int(json.loads(config.read_text())["n_positions"])
     except (ValueError, KeyError) as err:
         raise ConfigError("model.init_from", f"{config} is not a GPT-2 config: {err}") from None
+
+
+def _check_fsdp2(trainer: dict[str, Any], model: dict[str, Any]) -> None:
+    strategy = trainer.get("strategy")
+    target = strategy.get("_target_", "") if isinstance(strategy, dict) else ""
+    if not str(target).endswith("FSDP2Strategy"):
+        return
+    if "n_layer" not in model:
+        raise ConfigError(
+            "trainer",
+            f"trainer=fsdp2 shards GPT models (model=gpt); model={model.get('name')} trains with "
+            "trainer=gpu or trainer=ddp",
+        )
+    if str(trainer["precision"]) not in FSDP2_PRECISIONS:
+        raise ConfigError(
+            "trainer.precision",
+            f"trainer=fsdp2 takes one of {', '.join(FSDP2_PRECISIONS)}, got {trainer['precision']!r}",
+        )

@@ -4,6 +4,11 @@ The `features` column is read once as a numpy matrix that views the Arrow buffer
 dataset: the memory-mapped cache file, so nothing is loaded up front); each batch is one numpy
 fancy-index of the sampled rows and one numpy → torch hand-over. No per-row Python, no per-row
 collate.
+
+On a GPU (`place_on`): a split that fits (`fits_on_device`) is copied to the device once and
+every batch is gathered there, so a step costs no host→device copy of data; otherwise batches
+come from pinned host memory, which Lightning copies with `non_blocking=True` (no stall). Either
+way the sampler still picks the rows, so the order and resuming are unchanged.
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ import torch
 from torch.utils.data import Dataset
 
 from trainpipe.data.sampler import EpochBatchSampler, ResumableDataLoader
+
+# a split is kept on the GPU when it takes at most this much, and this share of the GPU's memory
+DEVICE_RESIDENT_MAX_BYTES = 2**30
+DEVICE_RESIDENT_MAX_SHARE = 0.05
 
 
 def _matrix(column: pa.ChunkedArray) -> np.ndarray:
@@ -41,13 +50,54 @@ class ArrowBatches(Dataset):
     def __len__(self) -> int:
         return len(self.targets)
 
+    @property
+    def nbytes(self) -> int:
+        return self.features.nbytes + self.targets.nbytes
+
+    def to_device(self, device: torch.device) -> None:
+        """Keep the split on `device`; batches are then gathered there."""
+        self.features = torch.from_numpy(np.ascontiguousarray(self.features)).to(device)
+        self.targets = torch.from_numpy(self.targets).to(device)
+
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.features, torch.Tensor):
+            rows = device_indices(indices, self.features.device)
+            return self.features[rows], self.targets[rows]
         rows = np.asarray(indices)
         return torch.from_numpy(self.features[rows]), torch.from_numpy(self.targets[rows])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         features, target = self.__getitems__([index])
         return features[0], target[0]
+
+
+def device_indices(indices: list[int], device: torch.device) -> torch.Tensor:
+    """Row numbers on `device` without a stall: from pinned memory, copied asynchronously (a
+    copy from ordinary memory would wait for the GPU to finish everything queued before it)."""
+    rows = torch.tensor(indices, dtype=torch.int64, pin_memory=device.type == "cuda")
+    return rows.to(device, non_blocking=True)
+
+
+def fits_on_device(nbytes: int, device: torch.device) -> bool:
+    """Whether a split of `nbytes` is small enough to keep on the GPU for the whole fit."""
+    if device.type != "cuda":
+        return False
+    total = torch.cuda.get_device_properties(device).total_memory
+    return nbytes <= min(DEVICE_RESIDENT_MAX_BYTES, DEVICE_RESIDENT_MAX_SHARE * total)
+
+
+def place_on(loader: Any, device: torch.device) -> Any:
+    """Serve `loader`'s batches for a model on `device` (see the module docstring)."""
+    if device.type != "cuda":
+        return loader
+    dataset = loader.dataset
+    resident = hasattr(dataset, "to_device") and loader.num_workers == 0
+    if resident and fits_on_device(dataset.nbytes, device):
+        dataset.to_device(device)
+    else:
+        # read when each epoch's iterator starts; DataLoader allows setting it after construction
+        loader.pin_memory = True
+    return loader
 
 
 def keep_batch(batch: Any) -> Any:

@@ -7,6 +7,8 @@ offsets each step reads, the dataset cuts a whole batch with one numpy gather.
   padded and dealt out per rank exactly like `EpochBatchSampler` rows (resumable mid-epoch);
 - val/test: fixed windows from offset 0, in order, no padding: every window is scored once across
   ranks and the loss is comparable between runs.
+On a GPU a token array that fits is kept there and windows are cut on the device
+(`data/loader.py: place_on`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from trainpipe.data.loader import keep_batch
+from trainpipe.data.loader import device_indices, keep_batch
 from trainpipe.data.sampler import EpochBatchSampler, ResumableDataLoader
 from trainpipe.errors import DataError
 
@@ -27,13 +29,27 @@ class TokenWindows(Dataset):
     """Windows of `seq_len + 1` tokens of a flat token array, addressed by their start offset."""
 
     def __init__(self, tokens: np.ndarray, seq_len: int) -> None:
-        self.tokens = tokens
+        self.tokens: np.ndarray | torch.Tensor = tokens
         self.seq_len = seq_len
-        self._span = np.arange(seq_len + 1)
+        self._span: np.ndarray | torch.Tensor = np.arange(seq_len + 1)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.tokens) * 4  # kept as int32 on the device
+
+    def to_device(self, device: torch.device) -> None:
+        """Keep the tokens on `device` (int32: every vocabulary fits); windows are cut there."""
+        tokens = np.asarray(self.tokens).astype(np.int32)
+        self.tokens = torch.from_numpy(tokens).to(device)
+        self._span = torch.arange(self.seq_len + 1, device=device)
 
     def __getitems__(self, starts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        block = self.tokens[np.asarray(starts)[:, None] + self._span].astype(np.int64)
-        batch = torch.from_numpy(block)
+        if isinstance(self.tokens, torch.Tensor):
+            rows = device_indices(starts, self.tokens.device)
+            batch = self.tokens[rows[:, None] + self._span].long()
+        else:
+            block = self.tokens[np.asarray(starts)[:, None] + self._span].astype(np.int64)
+            batch = torch.from_numpy(block)
         return batch[:, :-1], batch[:, 1:]
 
     def __getitem__(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:

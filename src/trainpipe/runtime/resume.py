@@ -1,9 +1,11 @@
-"""Where a job starts: fresh, from its own newest valid checkpoint, or from a given file.
+"""Where a job starts: fresh, from its own newest valid checkpoint, or from a given one.
 
 `resume=auto` (default) takes the newest `checkpoints/step-*.ckpt` that loads, is complete and
-was made by the same model/data config; a damaged one is reported and skipped. `resume=never`
+was made by the same model/data config; a damaged one is reported and skipped. A checkpoint is a
+file or, under trainer=fsdp2, a directory of shards (runtime/checkpoint_io.py): a directory is
+judged by its metadata and by every shard its index names being there in full. `resume=never`
 moves the previous attempt aside (`attempts/<n>/`) and starts a new MLflow run. `resume=<path>`
-starts from that file. Every rank reaches the same decision from the same files, before any
+starts from that checkpoint. Every rank reaches the same decision from the same files, before any
 rank writes anything.
 """
 
@@ -14,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from trainpipe.errors import ConfigError
-from trainpipe.runtime.checkpoint_io import load_checkpoint_file, step_checkpoints
+from trainpipe.runtime.checkpoint_io import checkpoint_contents, step_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ ATTEMPT_ITEMS = ("checkpoints", "tracking", "job.json", "model")
 def checkpoint_problem(path: Path, model_fingerprint: str) -> str | None:
     """Why `path` cannot be resumed from (None if it can)."""
     try:
-        checkpoint = load_checkpoint_file(path)
+        checkpoint = checkpoint_contents(path)
     except Exception as err:  # truncated, corrupt, or holding types we refuse to unpickle
         return f"unreadable ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
@@ -59,7 +61,7 @@ def resume_point(resume: str, output_dir: Path, model_fingerprint: str) -> Path 
             log.info("resuming from %s", found)
         return found
     path = Path(resume)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(
             "resume", f"no checkpoint file at {resume!r} (use auto, never or a .ckpt path)"
         )

@@ -7,9 +7,16 @@ from typing import Any
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from trainpipe.tracking.params import flatten
+
 
 class TrackerLogger(Logger):
-    """Forwards `self.log(...)` metrics to `MLflowTracker`; params are logged by the runner itself."""
+    """Forwards `self.log(...)` metrics and callbacks' params to the job's tracker.
+
+    The runner logs the resolved config as params itself; `log_hyperparams` carries what only
+    the fit knows (e.g. the peak TFLOP/s behind perf/mfu, callbacks/throughput.py). Lightning
+    also calls it with the module's `save_hyperparameters()` values, empty for our modules.
+    """
 
     def __init__(self, tracker: Any) -> None:
         super().__init__()
@@ -31,7 +38,9 @@ class TrackerLogger(Logger):
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        pass  # the runner logs the whole resolved config as params once
+        values = params if isinstance(params, dict) else vars(params)  # dict or Namespace
+        if values:
+            self.tracker.log_params(flatten(values))
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

@@ -83,7 +83,14 @@ class LanguageModelTask:
         scheduler = model_cfg.get("scheduler")
         if scheduler is not None:
             scheduler = instantiate_checked(scheduler, "model.scheduler")
-        return LanguageModule(full_spec, optimizer, scheduler, model_cfg.grad_clip, start)
+        return LanguageModule(
+            full_spec,
+            optimizer,
+            scheduler,
+            model_cfg.grad_clip,
+            start,
+            compile=model_cfg.get("compile", False),
+        )
 
     def datamodule(self, prepared: Any, data_conf: dict[str, Any]) -> Any:
         from trainpipe.data.datamodule import PreparedDataModule
@@ -91,25 +98,29 @@ class LanguageModelTask:
         return PreparedDataModule(functools.partial(_window_loader, prepared, data_conf))
 
     def callbacks(self, conf: dict[str, Any], output_dir: Path, tracker: Any) -> list[Any]:
-        from trainpipe.tasks.lm.sampling import SampleWriter
+        from trainpipe.tasks.lm.sampling import SampleWriter, UnigramBaseline
 
-        return [SampleWriter(output_dir / "samples", tracker, **conf["model"]["samples"])]
+        samples = SampleWriter(output_dir / "samples", tracker, **conf["model"]["samples"])
+        return [samples, UnigramBaseline()]
 
     def write_package(self, module: Any, prepared: Any, directory: Path) -> ModelPackage:
         from mlflow.models import infer_signature
         from safetensors.torch import save_file
 
+        from trainpipe.tasks.lm.gpt import GPT
+        from trainpipe.tasks.lm.module import gpt_config
+
         spec = {k: v for k, v in module.spec.items() if k != "tokenizer_files"}
-        state = {
-            k: v.detach().cpu().contiguous()
-            for k, v in module.model.state_dict().items()
-            if k != TIED
-        }
+        # plain CPU weights whatever the training did to the module (GPU, FSDP2, compile)
+        weights = module.portable_state_dict()
+        state = {k: v.contiguous() for k, v in weights.items() if k != TIED}
         with atomic_path(directory / WEIGHTS_FILE) as tmp:
             save_file(state, str(tmp))
         atomic_write_text(directory / SPEC_FILE, json.dumps(spec, indent=2))
         prepared.tokenizer.save(directory / TOKENIZER_DIR)
-        predictor = LanguagePredictor(spec, module.model, prepared.tokenizer)
+        model = GPT(gpt_config(spec))
+        model.load_state_dict(weights)
+        predictor = LanguagePredictor(spec, model, prepared.tokenizer)
         prompts = [prepared.tokenizer.decode(prepared.splits["test"][1:9])]
         import pandas as pd
 
@@ -140,6 +151,9 @@ class LanguageModelTask:
         return LanguagePredictor.from_files(
             directory / SPEC_FILE, directory / WEIGHTS_FILE, directory / TOKENIZER_DIR
         )
+
+    def figures(self, predictor: Any, prepared: Any) -> dict[str, Any]:
+        return {}  # the model card's learning curves say it all; samples are artifacts already
 
     def check_compatible(self, predictor: LanguagePredictor, prepared: Any) -> None:
         if predictor.spec["tokenizer_fingerprint"] != prepared.tokenizer.fingerprint:
@@ -204,7 +218,9 @@ def load_files_tokenizer(spec: dict[str, Any]) -> Any:
 
 
 def pretrained_gpt(model_cfg: Any, spec: dict[str, Any]) -> Any:
-    """`model.init_from`: a local Hugging Face GPT-2, its context cropped to model.seq_len."""
+    """`model.init_from`: a local Hugging Face GPT-2, fitted to model.seq_len and the tokenizer."""
+    import torch
+
     from trainpipe.tasks.lm.gpt import GPT
     from trainpipe.tasks.lm.hf import load_hf
 
@@ -218,10 +234,21 @@ def pretrained_gpt(model_cfg: Any, spec: dict[str, Any]) -> Any:
             f"has {spec['vocab_size']} ids but the init_from model knows {model.config.vocab_size}; "
             "use the checkpoint's own tokenizer (tokenizer=pretrained tokenizer.path=…)",
         )
-    if model_cfg.seq_len == model.config.seq_len:
+    vocab = spec["vocab_size"]
+    if model_cfg.seq_len == model.config.seq_len and vocab == model.config.vocab_size:
         return model
-    cropped = GPT(dataclasses.replace(model.config, seq_len=model_cfg.seq_len))
+    # the context cropped to model.seq_len, the vocabulary to the tokenizer's (ids it never
+    # produces would otherwise be sampled); both only drop rows of the pretrained weights
+    fitted = GPT(dataclasses.replace(model.config, seq_len=model_cfg.seq_len, vocab_size=vocab))
     state = model.state_dict()
     state["wpe.weight"] = state["wpe.weight"][: model_cfg.seq_len]
-    cropped.load_state_dict(state)  # lm_head stays tied to wte
-    return cropped
+    rows = fitted.wte.weight.shape[0]
+    state["wte.weight"] = state["wte.weight"][:rows]
+    if rows > state["wte.weight"].shape[0]:  # the padded tail: never a token, so zeros are fine
+        pad = rows - state["wte.weight"].shape[0]
+        state["wte.weight"] = torch.cat(
+            [state["wte.weight"], state["wte.weight"].new_zeros(pad, state["wte.weight"].shape[1])]
+        )
+    state["lm_head.weight"] = state["wte.weight"]
+    fitted.load_state_dict(state)  # lm_head stays tied to wte
+    return fitted

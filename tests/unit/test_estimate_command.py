@@ -1,0 +1,84 @@
+"""`trainpipe estimate <train overrides>`: the train config, on paper, without torch or a GPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_env
+from trainpipe.commands.estimate import describe, main
+
+
+def test_gpt2_124m_has_124_million_parameters() -> None:
+    text = describe(["experiment=gpt2_124m", "perf.device=NVIDIA H100 80GB HBM3"])
+    assert "124 M parameters" in text
+    assert "vocab 50257 (50304 padded)" in text
+    assert "16 seq/device × 1 accumulation" in text and "bf16-mixed" in text
+    assert "steps              1000" in text  # trainer.max_steps of the experiment
+
+
+def test_layout_comes_from_the_trainer_and_budget_from_perf() -> None:
+    text = describe(
+        [
+            "experiment=gpt2_124m",
+            "trainer=fsdp2",
+            "trainer.devices=4",
+            "trainer.accumulate_grad_batches=2",
+            "model.activation_checkpointing=true",
+            "perf.token_budget=1000000",
+            "perf.gpu_hour_usd=2",
+            "perf.peak_tflops=100",
+        ]
+    )
+    assert "4 device(s)" in text and "FSDP (sharded)" in text
+    assert "activation checkpointing on" in text and "× 2 accumulation" in text
+    assert "steps              8 " in text  # ceil(1e6 / (16·1024·2·4))
+    assert "40% of 100 TFLOP/s (given)" in text and "cost" in text
+
+
+def test_pretrained_tokenizer_size_is_read_from_its_tokenizer_json(tmp_path: Path) -> None:
+    tokenizer = tmp_path / "tok"
+    tokenizer.mkdir()
+    vocab = {f"t{i}": i for i in range(10)}
+    added = [{"id": 12, "content": "<|endoftext|>"}]
+    (tokenizer / "tokenizer.json").write_text(
+        json.dumps({"model": {"type": "BPE", "vocab": vocab}, "added_tokens": added})
+    )
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello\n")
+    text = describe(
+        [
+            "data=text",
+            f"data.path={corpus}",
+            "model=gpt",
+            "trainer.max_steps=10",
+            "tokenizer=pretrained",
+            f"tokenizer.path={tokenizer}",
+        ]
+    )
+    assert "vocab 13 (64 padded)" in text
+
+
+def test_bytes_tokenizer_has_257_ids_and_a_non_gpt_model_is_a_config_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert "vocab 257 (320 padded)" in describe(["experiment=stdlib_gpt"])
+    assert main(["model=mlp"]) == 2
+    assert "estimate covers GPT models" in capsys.readouterr().err
+
+
+def test_the_command_imports_no_torch(tmp_path: Path) -> None:
+    code = (
+        "import sys; from trainpipe.commands.estimate import main; "
+        "main(['experiment=gpt2_124m']); "
+        "print(sorted(m for m in ('torch', 'lightning', 'datasets', 'mlflow') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("[]")

@@ -1,0 +1,211 @@
+"""The GPT module's training loop without host syncs: the logged losses are each logged step's own
+loss (as before), nothing reads a device value back between log windows, a compiled module saves
+plain GPT names, and AdamW is fused on CUDA unless the config says otherwise."""
+
+from __future__ import annotations
+
+import functools
+import json
+import traceback
+from pathlib import Path
+from typing import Any
+
+import lightning
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from tests.unit.test_lm_task import lm_plan
+from tests.unit.test_throughput import MemoryLogger
+from trainpipe.callbacks.gpu_metrics import FIELDS, GpuSystemMetrics
+from trainpipe.callbacks.progress import TimedProgressBar
+from trainpipe.callbacks.throughput import ThroughputMonitor
+from trainpipe.optim import with_fused_default
+
+STEPS, EVERY = 12, 4
+aten = torch.ops.aten
+# a value copied from the device to the host (item/float/int/bool, torch.equal, nonzero's size)
+HOST_READS = {aten._local_scalar_dense.default, aten.equal.default, aten.nonzero.default}
+
+
+class HostReads(TorchDispatchMode):
+    """Records where each device→host read happens (the innermost trainpipe or Lightning frame)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sites: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func in HOST_READS:
+            self.sites.append(_site())
+        return func(*args, **(kwargs or {}))
+
+
+def _site() -> str:
+    """The innermost frame of trainpipe, Lightning or torch, as `package/path/file.py` (torch's
+    call wrappers skipped: they only pass the call on)."""
+    for frame in reversed(traceback.extract_stack()):
+        if "test_lm_training" in frame.filename or any(w in frame.filename for w in WRAPPERS):
+            continue
+        for marker in ("/src/trainpipe/", "/lightning/", "/torch/"):
+            if marker in frame.filename:
+                return f"{marker.strip('/').split('/')[-1]}/{frame.filename.split(marker, 1)[1]}"
+    return "elsewhere"
+
+
+WRAPPERS = ("torch/_dynamo/", "torch/_compile.py", "torch/utils/_python_dispatch.py")
+# torch's non-fused AdamW reads its per-parameter step counters, which live on the host (on CUDA
+# too, unless fused/capturable): no device sync. On CUDA trainpipe uses the fused kernel.
+HOST_SIDE = ("torch/optim/",)
+
+
+class HostReadCounter(Callback):
+    """Host reads per optimizer step of the fit (from one batch start to the next), by site.
+
+    Usable from the CLI too: `+callbacks.host_reads={_target_: tests.unit.test_lm_training.
+    HostReadCounter, path: reads.json}` writes {global step: [sites]} when training ends.
+    """
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self.mode = HostReads()
+        self.steps: dict[int, list[str]] = {}
+        self._mark, self._step = 0, -1
+
+    def _close(self) -> None:
+        if self._step >= 0:
+            self.steps.setdefault(self._step, []).extend(self.mode.sites[self._mark :])
+        self._mark = len(self.mode.sites)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.mode.__enter__()
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, idx: int) -> None:
+        self._close()
+        self._step = trainer.global_step + 1  # the optimizer step this batch belongs to
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self._close()
+        self.mode.__exit__(None, None, None)
+        if self.path:
+            Path(self.path).write_text(json.dumps(self.steps))
+
+
+def tiny_lm(tmp_path: Path, *overrides: str) -> tuple[Any, Any, Any]:
+    """(module, train loader, prepared) of a 1-layer GPT on a small text file."""
+    task, cfg, conf, prepared = lm_plan(tmp_path, f"trainer.max_steps={STEPS}", *overrides)
+    lightning.seed_everything(0, workers=True, verbose=False)
+    module = task.build_module(cfg.model, task.data_spec(prepared))
+    loader = task.datamodule(prepared, conf["data"]).make_loader("train", True, 0, 1)
+    return module, loader, prepared
+
+
+def fit(module: Any, loader: Any, tmp_path: Path, callbacks: list[Any]) -> MemoryLogger:
+    logger = MemoryLogger()
+    trainer = lightning.Trainer(
+        accelerator="cpu",
+        max_steps=STEPS,
+        log_every_n_steps=EVERY,
+        logger=logger,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, loader)
+    return logger
+
+
+def test_logged_train_loss_is_the_loss_of_each_logged_step(tmp_path: Path) -> None:
+    module, loader, _ = tiny_lm(tmp_path)
+    reference = {k: v.clone() for k, v in module.model.state_dict().items()}
+    logged = fit(module, loader, tmp_path, []).series("train/loss")
+    # Lightning's step axis counts the optimizer steps taken before the logged batch's own
+    assert sorted(logged) == list(range(EVERY - 1, STEPS, EVERY))
+
+    # the same training by hand, from the same weights and batches: what was logged before
+    module.model.load_state_dict(reference)
+    optimizer = module.configure_optimizers()
+    scheduler = optimizer["lr_scheduler"]["scheduler"]
+    losses = []
+    for inputs, targets in loader:
+        loss = module.model.loss(inputs, targets)
+        losses.append(loss.item())
+        optimizer["optimizer"].zero_grad()
+        loss.backward()
+        module.configure_gradient_clipping(optimizer["optimizer"])
+        optimizer["optimizer"].step()
+        scheduler.step()
+        if len(losses) == STEPS:
+            break
+    for step, value in logged.items():
+        assert value == pytest.approx(losses[step], rel=1e-5), step
+
+
+def test_nothing_reads_the_device_between_log_windows(tmp_path: Path) -> None:
+    """The module, data, progress bar, throughput and GPU-metrics callbacks: reads happen only at
+    log windows (where the loggers copy the metrics out anyway), never in the steps between."""
+    module, loader, _ = tiny_lm(tmp_path)
+    counter = HostReadCounter()
+    gpu = GpuSystemMetrics(interval_s=0.01, reader=lambda: dict.fromkeys(FIELDS, 1.0))
+    callbacks = [ThroughputMonitor(warmup_steps=2), TimedProgressBar(refresh_s=0.001), gpu]
+    logger = fit(module, loader, tmp_path, [*callbacks, counter])
+    assert len(logger.series("train/loss")) == STEPS // EVERY
+    assert "system/gpu_0_power_usage_watts" in logger.calls[-1][1]
+    for step, all_sites in counter.steps.items():
+        sites = [site for site in all_sites if not site.startswith(HOST_SIDE)]
+        if step % EVERY:
+            assert sites == [], f"step {step} read the device at {sites}"
+        else:
+            assert len(sites) <= 16, f"log window of step {step}: {sites}"
+
+
+def test_a_compiled_module_trains_like_eager_and_saves_plain_gpt_names(tmp_path: Path) -> None:
+    module, loader, _ = tiny_lm(tmp_path, "model.compile=true")
+    assert module.compile_setting is True
+    module.compile_backend = "aot_eager"  # the graph capture without a C++ toolchain run
+    eager, _, _ = tiny_lm(tmp_path, "model.compile=false")
+    eager.model.load_state_dict(module.model.state_dict())
+    trainer = lightning.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, loader)
+    assert module._loss is not module.model.loss  # compiled, and held outside the module tree
+    trainer.save_checkpoint(tmp_path / "c.ckpt")
+    names = torch.load(tmp_path / "c.ckpt", weights_only=True)["state_dict"]
+    assert names and not [n for n in names if "_orig_mod" in n]
+    assert set(module.state_dict()) == set(eager.state_dict())
+    inputs, targets = next(iter(loader))
+    with torch.no_grad():
+        eager.model.load_state_dict(module.model.state_dict())
+        assert module._loss(inputs, targets).item() == pytest.approx(
+            eager.model.loss(inputs, targets).item(), rel=1e-5
+        )
+
+
+def test_compile_auto_is_off_on_the_cpu(tmp_path: Path) -> None:
+    module, loader, _ = tiny_lm(tmp_path)
+    assert module.compile_setting == "auto"
+    fit(module, loader, tmp_path, [])
+    assert not module.compile_enabled() and module._loss == module.model.loss
+
+
+def test_adamw_is_fused_on_cuda_unless_the_config_decides() -> None:
+    factory = functools.partial(torch.optim.AdamW, lr=1e-3, fused=None)
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    assert with_fused_default(factory, cuda).keywords["fused"] is True
+    assert with_fused_default(factory, cpu) is factory
+    explicit = functools.partial(torch.optim.AdamW, fused=False)
+    assert with_fused_default(explicit, cuda) is explicit
+    foreach = functools.partial(torch.optim.AdamW, foreach=True)
+    assert with_fused_default(foreach, cuda) is foreach
+    no_fused_kernel = functools.partial(torch.optim.LBFGS, lr=0.1)
+    assert with_fused_default(no_fused_kernel, cuda) is no_fused_kernel
