@@ -9,12 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.warm_cli import WarmProcess, WarmServer
+
 OFFLINE_ENV = {
     "HF_DATASETS_OFFLINE": "1",
     "HF_HUB_OFFLINE": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 os.environ.update(OFFLINE_ENV)
+# set by `trainpipe` itself before the libraries are imported (trainpipe/console.py)
+QUIET_ENV = ("HF_DATASETS_DISABLE_PROGRESS_BARS", "MLFLOW_LOGGING_LEVEL")
 REPO = Path(__file__).resolve().parents[1]
 # a real but short training: one epoch of 5 batches (what debug=fast runs, but registered)
 TINY = [
@@ -38,10 +42,42 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+_warm: dict[int, WarmServer] = {}
+
+
+def warm_server() -> WarmServer:
+    """This test process's warm CLI server (tests/warm_cli.py), started on first use."""
+    if os.getpid() not in _warm:
+        import atexit
+        import tempfile
+
+        from trainpipe.console import quiet_environment
+
+        quiet_environment()  # what `trainpipe` sets before importing the libraries
+        scratch = Path(tempfile.mkdtemp(prefix="trainpipe-warm-"))
+        server = WarmServer(cli_env(**{k: os.environ[k] for k in QUIET_ENV}), scratch)
+        atexit.register(server.close)
+        _warm[os.getpid()] = server
+    return _warm[os.getpid()]
+
+
 def run_cli(
     args: list[str], cwd: Path, timeout: float = 600, **env: str
 ) -> subprocess.CompletedProcess:
-    """Run `python -m trainpipe ARGS` in `cwd` like a user would; returns the finished process."""
+    """Run `trainpipe ARGS` in `cwd` like a user would, in a process of its own (forked from a
+    warm interpreter: tests/warm_cli.py); returns the finished process."""
+    return warm_server().start(list(args), cwd, cli_env(**env)).result(timeout)
+
+
+def start_cli(args: list[str], cwd: Path, **env: str) -> WarmProcess:
+    """Start `trainpipe ARGS` in `cwd` and return at once (poll, send_signal, wait, result)."""
+    return warm_server().start(list(args), cwd, cli_env(**env))
+
+
+def run_fresh(
+    args: list[str], cwd: Path, timeout: float = 600, **env: str
+) -> subprocess.CompletedProcess:
+    """`python -m trainpipe ARGS` in a new interpreter: for what happens at import and start-up."""
     return subprocess.run(
         [sys.executable, "-m", "trainpipe", *args],
         cwd=cwd,
@@ -75,7 +111,7 @@ def write_csv(path: Path, rows: int = 240, seed: int = 0, classes: int = 3) -> P
 
 
 def wait_for_checkpoint(
-    checkpoints: Path, step: int, job: subprocess.Popen, timeout_s: float = 180
+    checkpoints: Path, step: int, job: subprocess.Popen | WarmProcess, timeout_s: float = 180
 ) -> None:
     """Until a resume checkpoint of `step` or later exists (older ones get pruned) or the job ends."""
     import time

@@ -55,7 +55,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "data.target=target",
             *steadier[path],
         ]
-        result = run_cli([*command, *QUIET], cwd=workdir)
+        result = run_cli([*command, *QUIET, "trainer.max_epochs=10"], cwd=workdir)
         assert result.returncode == 0, result.stderr[-3000:]
         (workdir / f"{Path(path).stem}.out").write_text(result.stdout)
     return workdir

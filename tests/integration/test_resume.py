@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import cli_env, run_cli, wait_for_checkpoint
+from tests.conftest import cli_env, run_cli, start_cli, wait_for_checkpoint
 from tests.integration.mlflow_store import metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
@@ -114,19 +114,12 @@ def test_a_stop_signal_checkpoints_at_a_step_boundary_and_the_rerun_finishes_cle
     workdir: Path, reference: tuple[dict, dict], stop: signal.Signals, code: int
 ) -> None:
     """SIGTERM (preemption) and SIGINT (Ctrl-C) both finish the step, checkpoint and stop."""
-    command = [sys.executable, "-m", "trainpipe", "train", *JOB]
-    job = subprocess.Popen(
-        command,
-        cwd=workdir,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    job = start_cli(["train", *JOB], cwd=workdir)
     wait_for_checkpoint(workdir / JOB_DIR / "checkpoints", 5, job)
     job.send_signal(stop)
-    output, _ = job.communicate(timeout=120)
-    assert job.returncode == code, output[-3000:]
+    finished = job.result(timeout=120)
+    output = finished.stdout + finished.stderr
+    assert finished.returncode == code, output[-3000:]
     steps = sorted(
         int(p.stem.split("-")[1]) for p in (workdir / JOB_DIR / "checkpoints").glob("step-*.ckpt")
     )

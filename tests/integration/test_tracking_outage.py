@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from tests.conftest import cli_env, run_cli, wait_for_checkpoint
+from tests.conftest import run_cli, start_cli, wait_for_checkpoint
 from tests.integration.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.slow
@@ -51,24 +49,16 @@ def assert_complete_run(uri: str) -> None:
 def test_server_stopped_mid_run_and_restarted(workdir: Path, server: MlflowServer) -> None:
     server.start()
     # drain_timeout_s: a slow machine may need a while to bring the server back up
-    command = [sys.executable, "-m", "trainpipe", "train", *JOB, "logger.drain_timeout_s=180"]
-    log = workdir / "job.log"  # a file, not a pipe: a full pipe would stall the job
-    with open(log, "w") as sink:
-        job = subprocess.Popen(
-            command,
-            cwd=workdir,
-            env=cli_env(MLFLOW_TRACKING_URI=server.uri),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-        checkpoints = workdir / JOB_DIR / "checkpoints"
-        wait_for_checkpoint(checkpoints, 10, job)
-        server.stop()
-        wait_for_checkpoint(checkpoints, 46, job)  # two more epochs trained with the server gone
-        server.start()  # (if training already ended, the job is still retrying to send the rest)
-        job.wait(timeout=400)
-    output = log.read_text()
-    assert job.returncode == 0, output[-3000:]
+    command = ["train", *JOB, "logger.drain_timeout_s=180"]
+    job = start_cli(command, cwd=workdir, MLFLOW_TRACKING_URI=server.uri)  # output goes to files
+    checkpoints = workdir / JOB_DIR / "checkpoints"
+    wait_for_checkpoint(checkpoints, 10, job)
+    server.stop()
+    wait_for_checkpoint(checkpoints, 46, job)  # two more epochs trained with the server gone
+    server.start()  # (if training already ended, the job is still retrying to send the rest)
+    finished = job.result(timeout=400)
+    output = finished.stdout + finished.stderr
+    assert finished.returncode == 0, output[-3000:]
     assert "unavailable" in output  # the outage was noticed (and survived)
     assert_complete_run(server.uri)
 

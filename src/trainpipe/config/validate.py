@@ -41,7 +41,13 @@ def resolve(cfg: DictConfig) -> dict[str, Any]:
         # a missing value may surface while resolving another key that interpolates it
         missing = MISSING_VALUE.search(str(err))
         if isinstance(err, MissingMandatoryValue) or missing:
-            key = missing.group(1) if missing else getattr(err, "full_key", "") or ""
+            # the full key when OmegaConf knows it ("data.target"), else the message's name
+            full_key = getattr(err, "full_key", "") or ""
+            key = (
+                full_key
+                if isinstance(err, MissingMandatoryValue) and full_key
+                else missing.group(1)
+            )
             message = f"is required but not set (add `{key}=VALUE` to the command)"
             raise ConfigError(key, message) from None
         raise ConfigError(getattr(err, "full_key", "") or "", str(err).splitlines()[0]) from None

@@ -7,7 +7,8 @@
   nan@N                      poison the batch of step N (NaN features → NaN loss)
   rank=R:<fault>@<n>         only on global rank R
 
-Unset in normal use: every check is one dict lookup.
+Unset in normal use: every check is an environment lookup (read when checked, not when imported,
+so a process forked from one that imported trainpipe sees its own setting).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from trainpipe.runtime.ranks import global_rank
 ENV = "TRAINPIPE_INJECT_FAULT"
 
 
-def _parse() -> tuple[str, int] | None:
-    spec = os.environ.get(ENV, "").strip()
+def _parse(spec: str) -> tuple[str, int] | None:
+    spec = spec.strip()
     if not spec:
         return None
     if spec.startswith("rank="):
@@ -32,11 +33,14 @@ def _parse() -> tuple[str, int] | None:
     return name, int(at)
 
 
-FAULT = _parse()
+_parsed: dict[str, tuple[str, int] | None] = {}
 
 
 def armed(name: str, at: int) -> bool:
-    return FAULT is not None and (name, at) == FAULT
+    spec = os.environ.get(ENV, "")
+    if spec not in _parsed:
+        _parsed[spec] = _parse(spec)
+    return _parsed[spec] == (name, at)
 
 
 def die() -> None:
