@@ -96,3 +96,16 @@ def test_unknown_command_exits_2(workdir: Path) -> None:
     result = run_cli(["trian"], cwd=workdir)
     assert result.returncode == 2
     assert "unknown command 'trian'" in result.stderr
+
+
+def test_the_command_imports_no_torch(tmp_path: Path) -> None:
+    code = (
+        "import sys; from trainpipe.commands.estimate import main; "
+        "main(['experiment=gpt2_124m']); "
+        "print(sorted(m for m in ('torch', 'lightning', 'datasets', 'mlflow') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("[]")

@@ -163,8 +163,8 @@ def pyproject_project() -> dict[str, Any]:
 
 def test_pyproject_readme_is_copied_when_declared() -> None:
     readme = pyproject_project().get("readme")
-    if isinstance(readme, str):
-        assert readme in copy_sources(), "hatchling needs the readme to build the wheel"
+    assert isinstance(readme, str)  # pyproject declares it, so the image must have it
+    assert readme in copy_sources(), "hatchling needs the readme to build the wheel"
 
 
 def cuda_major_minor(text: str) -> tuple[int, int]:

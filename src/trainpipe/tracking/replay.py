@@ -111,7 +111,9 @@ class Replayer:
         if existing:  # registered before the process died: finish what it was doing
             version = str(existing[0].version)
             aliases = self.client.get_registered_model(name).aliases
-            newest = max(int(v.version) for v in self.client.search_model_versions(f"name='{name}'"))
+            newest = max(
+                int(v.version) for v in self.client.search_model_versions(f"name='{name}'")
+            )
             if CHALLENGER not in aliases and int(version) == newest:
                 self.client.set_registered_model_alias(name, CHALLENGER, version)
             return
