@@ -1,28 +1,47 @@
 """The LightningDataModule of every task: prepared splits served by a loader factory.
 
 The data is prepared once, before the job starts (docs/architecture.md, "The path of one job"),
-so this module prepares nothing: it asks `make_loader(split, shuffle, rank, world_size)` for
-each split's loader. It shards the data itself (trainer.use_distributed_sampler is false): see
+so this module prepares nothing: each split's loader comes from the task's loader function
+(`batch_loader` for tables, `window_loader` for tokens) with the data config's batch size, seed
+and workers. It shards the data itself (trainer.use_distributed_sampler is false): see
 data/sampler.py for why evaluation shards are not padded. On a GPU each loader is placed for the
 device (data/loader.py: `place_on`): small splits live on the GPU, others come from pinned memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import lightning as L
 from torch.utils.data import DataLoader
 
 from trainpipe.data.loader import place_on
 
-LoaderFactory = Callable[[str, bool, int, int], DataLoader]
+# loader(split, batch_size=, shuffle=, seed=, num_workers=, rank=, world_size=) -> DataLoader
+LoaderFunction = Callable[..., DataLoader]
 
 
 class PreparedDataModule(L.LightningDataModule):
-    def __init__(self, make_loader: LoaderFactory) -> None:
+    def __init__(
+        self, loader: LoaderFunction, splits: Mapping[str, Any], data_conf: Mapping[str, Any]
+    ) -> None:
         super().__init__()
-        self.make_loader = make_loader
+        self.loader = loader
+        self.splits = splits
+        self.data_conf = data_conf
+
+    def make_loader(self, split: str, shuffle: bool, rank: int, world_size: int) -> DataLoader:
+        """This rank's loader over one split (on the host; `_loader` places it for the device)."""
+        return self.loader(
+            self.splits[split],
+            batch_size=self.data_conf["batch_size"],
+            shuffle=shuffle,
+            seed=self.data_conf["seed"],
+            num_workers=self.data_conf.get("num_workers", 0),
+            rank=rank,
+            world_size=world_size,
+        )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         trainer = self.trainer

@@ -94,8 +94,10 @@ class LanguageModelTask:
 
     def datamodule(self, prepared: Any, data_conf: dict[str, Any]) -> Any:
         from trainpipe.data.datamodule import PreparedDataModule
+        from trainpipe.data.windows import window_loader
 
-        return PreparedDataModule(functools.partial(_window_loader, prepared, data_conf))
+        loader = functools.partial(window_loader, seq_len=data_conf["seq_len"])
+        return PreparedDataModule(loader, prepared.splits, data_conf)
 
     def callbacks(self, conf: dict[str, Any], output_dir: Path, tracker: Any) -> list[Any]:
         from trainpipe.tasks.lm.sampling import SampleWriter, UnigramBaseline
@@ -183,23 +185,6 @@ class LanguageModelTask:
         model.cpu()
         metrics = eval_metrics(total / windows, prepared.bytes_per_token["test"])
         return {f"test/{name}": value for name, value in metrics.items()}
-
-
-def _window_loader(
-    prepared: Any, data_conf: dict[str, Any], split: str, shuffle: bool, rank: int, world_size: int
-) -> Any:
-    from trainpipe.data.windows import window_loader
-
-    return window_loader(
-        prepared.splits[split],
-        seq_len=data_conf["seq_len"],
-        batch_size=data_conf["batch_size"],
-        shuffle=shuffle,
-        seed=data_conf["seed"],
-        num_workers=data_conf.get("num_workers", 0),
-        rank=rank,
-        world_size=world_size,
-    )
 
 
 def tokenizer_files(tokenizer: Any) -> dict[str, str]:

@@ -6,7 +6,6 @@ regression packages each make one with their own name, objective, target encodin
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,8 +79,9 @@ class TabularTask:
 
     def datamodule(self, prepared: Any, data_conf: dict[str, Any]) -> Any:
         from trainpipe.data.datamodule import PreparedDataModule
+        from trainpipe.data.loader import batch_loader
 
-        return PreparedDataModule(functools.partial(_table_loader, prepared, data_conf))
+        return PreparedDataModule(batch_loader, prepared.splits, data_conf)
 
     def callbacks(self, conf: dict[str, Any], output_dir: Path, tracker: Any) -> list[Any]:
         return []
@@ -181,19 +181,3 @@ def _test_outputs(model: Any, prepared: Any, batch_size: int, device: str) -> tu
             targets.append(target)
     model.cpu()
     return torch.cat(outputs), torch.cat(targets)
-
-
-def _table_loader(
-    prepared: Any, data_conf: dict[str, Any], split: str, shuffle: bool, rank: int, world_size: int
-) -> Any:
-    from trainpipe.data.loader import batch_loader
-
-    return batch_loader(
-        prepared.splits[split],
-        batch_size=data_conf["batch_size"],
-        shuffle=shuffle,
-        seed=data_conf["seed"],
-        num_workers=data_conf.get("num_workers", 0),
-        rank=rank,
-        world_size=world_size,
-    )
