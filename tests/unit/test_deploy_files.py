@@ -222,9 +222,9 @@ def test_image_keeps_data_outputs_and_tracking_on_volumes() -> None:
 
     uri = re.search(r"MLFLOW_TRACKING_URI=sqlite:///(\S+)", env)
     assert uri and on_a_volume(uri.group(1)), "the default sqlite store must live on a volume"
-    # with a sqlite store MLflow puts artifacts (the logged/registered models) in ./mlruns
-    workdir = [args for name, args in instructions() if name == "WORKDIR"][-1]
-    assert on_a_volume(f"{workdir.rstrip('/')}/mlruns"), "MLflow artifacts would be lost"
+    # with a sqlite store, artifacts (the logged/registered models) go to mlruns/ beside the database
+    artifacts = f"{uri.group(1).rsplit('/', 1)[0]}/mlruns"
+    assert on_a_volume(artifacts), "MLflow artifacts would be lost"
 
 
 # ---------------------------------------------------------------- SLURM sbatch script

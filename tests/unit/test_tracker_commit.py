@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import mlflow
 
@@ -36,3 +37,21 @@ def test_commit_journals_held_metrics_up_to_the_checkpoint_step_once(tmp_path: P
     history = mlflow.MlflowClient(uri).get_metric_history(run_id, "train/loss")
     assert sorted(m.step for m in history) == [1, 2, 3, 4, 5, 6, 7]
     assert mlflow.MlflowClient(uri).get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_sqlite_store_keeps_artifacts_beside_the_database_whatever_the_cwd(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    store, elsewhere = tmp_path / "store", tmp_path / "elsewhere"
+    store.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    uri = f"sqlite:///{store}/mlflow.db"
+    tracker = MLflowTracker(uri, "wine / v2", drain_timeout_s=5)
+    run_id = tracker.start("job", {}, tmp_path / "journal")
+    note = tmp_path / "a.txt"
+    note.write_text("hello")
+    tracker.log_artifact(note, "notes")
+    assert tracker.finish("FINISHED") == 0
+    assert (store / "mlruns" / "wine_v2" / run_id / "artifacts" / "notes" / "a.txt").is_file()
+    assert not (elsewhere / "mlruns").exists()

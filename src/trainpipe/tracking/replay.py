@@ -10,7 +10,9 @@ not yet marked sent can safely be applied again.
 from __future__ import annotations
 
 import logging
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 from trainpipe.tracking.journal import Journal
@@ -130,7 +132,7 @@ def get_or_create_experiment(client: Any, name: str) -> str:
             client.restore_experiment(found.experiment_id)
         return found.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=artifact_location(client, name))
     except Exception:  # created by another job between our lookup and create
         found = client.get_experiment_by_name(name)
         if found is None:
@@ -164,3 +166,18 @@ def drain(replayer: Replayer, deadline_s: float, stop: Any = None) -> int:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def artifact_location(client: Any, experiment: str) -> str | None:
+    """Where a new experiment's artifacts go: beside the database for a sqlite store.
+
+    MLflow's default is `./mlruns` of whichever directory the process happens to run in, so one
+    store's artifacts would scatter across directories (and a run started elsewhere could not
+    find them). Other stores (a server, its proxied artifacts) keep MLflow's default.
+    """
+    uri = str(client.tracking_uri)
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri.removeprefix("sqlite:///")).resolve()
+    folder = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment).strip("_") or "experiment"
+    return (database.parent / "mlruns" / folder).as_uri()
