@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,9 +89,35 @@ def run_fresh(
     )
 
 
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty sqlite MLflow store, made once per test worker. Creating a store runs MLflow's
+    schema migrations (~1.7 s of CPU), which every test that tracks would otherwise pay again;
+    a copy of an empty migrated store is byte for byte what a first run would have created.
+    (Its Default experiment points at this directory: trainpipe never logs to it.)"""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("store-template") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def with_empty_store(directory: Path, template: Path) -> Path:
+    """`directory`, holding an empty MLflow store as mlflow.db (the CLI's default store)."""
+    shutil.copyfile(template, directory / "mlflow.db")
+    return directory
+
+
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty directory the test runs in (its own outputs/, mlflow.db and caches)."""
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_template: Path) -> Path:
+    """The directory the test runs in: its own outputs/ and caches, an empty mlflow.db."""
+    monkeypatch.chdir(tmp_path)
+    return with_empty_store(tmp_path, store_template)
+
+
+@pytest.fixture
+def empty_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty directory the test runs in: for tests of what a command writes (or must not)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

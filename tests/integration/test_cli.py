@@ -82,14 +82,16 @@ def test_python_dash_m_and_console_script_agree(workdir: Path) -> None:
     ],
 )
 def test_cli_config_error_exits_2_and_leaves_nothing(
-    workdir: Path, args: list[str], needle: str
+    empty_workdir: Path, args: list[str], needle: str
 ) -> None:
-    result = run_cli(args, cwd=workdir)
+    result = run_cli(args, cwd=empty_workdir)
     assert result.returncode == 2, result.stderr
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert sorted(p.name for p in workdir.iterdir()) == []  # no outputs/, no mlflow.db, no cache
+    assert (
+        sorted(p.name for p in empty_workdir.iterdir()) == []
+    )  # no outputs/, no mlflow.db, no cache
 
 
 def test_unknown_command_exits_2(workdir: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import cli_env, run_cli
+from tests.conftest import cli_env, run_cli, with_empty_store
 from tests.integration.mlflow_store import metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
@@ -40,8 +40,8 @@ TINY_LM = [
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = tmp_path_factory.mktemp("lm")
+def trained(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
+    workdir = with_empty_store(tmp_path_factory.mktemp("lm"), store_template)
     result = run_cli(["train", *TINY_LM], cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     (workdir / "train.out").write_text(result.stdout)
@@ -164,14 +164,16 @@ def test_fine_tuning_starts_from_a_local_hugging_face_checkpoint(workdir: Path) 
         (["tokenizer=pretrained", "tokenizer.path=nowhere"], "tokenizer.path: no tokenizer.json"),
     ],
 )
-def test_bad_text_input_exits_2_with_one_line(workdir: Path, args: list[str], needle: str) -> None:
-    (workdir / "rows.jsonl").write_text('{"text": "hello"}\n{"text": "world"}\n')
-    (workdir / "tiny.txt").write_text("just a few words\n")
-    result = run_cli(["train", *TINY_LM, *args], cwd=workdir)
+def test_bad_text_input_exits_2_with_one_line(
+    empty_workdir: Path, args: list[str], needle: str
+) -> None:
+    (empty_workdir / "rows.jsonl").write_text('{"text": "hello"}\n{"text": "world"}\n')
+    (empty_workdir / "tiny.txt").write_text("just a few words\n")
+    result = run_cli(["train", *TINY_LM, *args], cwd=empty_workdir)
     assert result.returncode == 2, result.stderr[-2000:]
     assert needle in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert not (workdir / "outputs").exists() and not (workdir / "mlflow.db").exists()
+    assert not (empty_workdir / "outputs").exists() and not (empty_workdir / "mlflow.db").exists()
 
 
 def final_weights(workdir: Path) -> dict[str, torch.Tensor]:

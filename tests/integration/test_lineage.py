@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, run_cli, write_csv
+from tests.conftest import TINY, run_cli, with_empty_store, write_csv
 from tests.integration.mlflow_store import client_for, runs_of
 
 pytestmark = pytest.mark.slow
@@ -24,9 +24,9 @@ def git(workdir: Path, *args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workdir(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
     """One deterministic CPU training, in a git repo with an uncommitted change."""
-    directory = tmp_path_factory.mktemp("lineage")
+    directory = with_empty_store(tmp_path_factory.mktemp("lineage"), store_template)
     write_csv(directory / "rows.csv")
     (directory / "notes.txt").write_text("first\n")
     git(directory, "init", "-q")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY, cli_env, run_cli
+from tests.conftest import TINY, cli_env, run_cli, with_empty_store
 from tests.integration.mlflow_store import client_for, metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
@@ -36,9 +36,9 @@ def sklearn_table(name: str) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
     """wine (3 integer classes) as CSV and diabetes (a float quantity) as Parquet, trained once."""
-    workdir = tmp_path_factory.mktemp("own")
+    workdir = with_empty_store(tmp_path_factory.mktemp("own"), store_template)
     sklearn_table("wine").to_csv(workdir / "wine.csv", index=False)
     sklearn_table("diabetes").to_parquet(workdir / "diabetes.parquet")
     # 442 diabetes rows: with 10 % held out (45 rows) test r2 swings from 0.2 to 0.5 with the split

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, run_cli, write_csv
+from tests.conftest import TINY, run_cli, with_empty_store, write_csv
 from tests.integration.mlflow_store import client_for, runs_of
 
 pytestmark = pytest.mark.slow
@@ -62,8 +62,8 @@ def training_runs(workdir: Path) -> list:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("pipeline")
+def workdir(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
+    directory = with_empty_store(tmp_path_factory.mktemp("pipeline"), store_template)
     write_csv(directory / "rows.csv")
     return directory
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, run_cli, with_empty_store
 from tests.integration.mlflow_server import MlflowServer
 from tests.integration.mlflow_store import client_for
 
@@ -29,9 +29,9 @@ ACTOR = "test-operator"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def store(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
     """A working dir whose sqlite store holds `digits` versions 1 (worse) and 2 (better)."""
-    workdir = tmp_path_factory.mktemp("lifecycle")
+    workdir = with_empty_store(tmp_path_factory.mktemp("lifecycle"), store_template)
     for overrides in (WORSE, BETTER):
         result = run_cli(["train", *overrides], cwd=workdir)
         assert result.returncode == 0, result.stderr[-3000:]

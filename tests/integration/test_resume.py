@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import cli_env, run_cli, start_cli, wait_for_checkpoint
+from tests.conftest import cli_env, run_cli, start_cli, wait_for_checkpoint, with_empty_store
 from tests.integration.mlflow_store import metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
@@ -47,9 +47,9 @@ def histories(workdir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+def reference(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> tuple[dict, dict]:
     """The uninterrupted job: its final weights and metric histories."""
-    workdir = tmp_path_factory.mktemp("reference")
+    workdir = with_empty_store(tmp_path_factory.mktemp("reference"), store_template)
     result = run_cli(["train", *JOB], cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     return final_state(workdir), histories(workdir)

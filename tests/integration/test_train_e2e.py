@@ -9,16 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, cli_env, run_cli
+from tests.conftest import TINY, cli_env, run_cli, with_empty_store
 from tests.integration.mlflow_store import client_for, metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, store_template: Path
+) -> tuple[Path, subprocess.CompletedProcess]:
     """One short `trainpipe train` in a fresh git repo (so the commit tag is checkable)."""
-    workdir = tmp_path_factory.mktemp("e2e")
+    workdir = with_empty_store(tmp_path_factory.mktemp("e2e"), store_template)
     subprocess.run(["git", "init", "-q"], cwd=workdir, check=True)
     subprocess.run(
         [

@@ -50,15 +50,15 @@ def test_users_csv_trains_and_registers(workdir: Path) -> None:
     ],
 )
 def test_bad_data_exits_2_and_leaves_no_output_or_run(
-    workdir: Path, args: list[str], needle: str
+    empty_workdir: Path, args: list[str], needle: str
 ) -> None:
-    write_csv(workdir / "rows.csv")
-    (workdir / "text.csv").write_text("a,note,species\n1,x,k1\n2,y,k2\n")
-    (workdir / "one_class.csv").write_text("a,b,species\n1,2,k\n3,4,k\n")
-    (workdir / "inf.csv").write_text("a,b,species\n1,inf,k1\n3,-inf,k2\n5,6,k1\n")
-    result = run_cli(["train", "data=csv", *args], cwd=workdir)
+    write_csv(empty_workdir / "rows.csv")
+    (empty_workdir / "text.csv").write_text("a,note,species\n1,x,k1\n2,y,k2\n")
+    (empty_workdir / "one_class.csv").write_text("a,b,species\n1,2,k\n3,4,k\n")
+    (empty_workdir / "inf.csv").write_text("a,b,species\n1,inf,k1\n3,-inf,k2\n5,6,k1\n")
+    result = run_cli(["train", "data=csv", *args], cwd=empty_workdir)
     assert result.returncode == 2, result.stderr[-2000:]
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (workdir / "outputs").exists()
-    assert not (workdir / "mlflow.db").exists()
+    assert not (empty_workdir / "outputs").exists()
+    assert not (empty_workdir / "mlflow.db").exists()
