@@ -283,3 +283,12 @@ def test_bad_text_data_is_one_clear_line(
 def test_hub_text_source_offline_fails_fast(workdir: Path) -> None:
     with pytest.raises(DataError, match="data.name: hub dataset 'someone/not-cached'"):
         load_corpus(text_conf(workdir, source="hub", name="someone/not-cached"))
+
+
+def test_the_stdlib_corpus_reads_and_hashes_only_the_files_its_cap_needs() -> None:
+    every = data_files({"source": "stdlib", "max_bytes": None})
+    assert every and not any("site-packages" in p.parts for p in every)
+    capped = data_files({"source": "stdlib", "max_bytes": 300_000})
+    assert capped == every[: len(capped)]  # a prefix, in the corpus's order
+    sizes = [p.stat().st_size for p in capped]
+    assert sum(sizes[:-1]) < 300_000 <= sum(sizes)  # enough for the cap, and no more

@@ -9,9 +9,11 @@ new job. Pure Python: no torch or datasets, so `--cfg job` prints the same name 
 
 from __future__ import annotations
 
+import bisect
 import glob
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import os
 import re
@@ -52,10 +54,13 @@ def fingerprint(root: DictConfig, sections: tuple[str, ...], length: int = 8) ->
 def data_files(data: dict[str, Any] | DictConfig) -> list[Path]:
     """The files a file-based data config reads, in a stable order (empty for other sources)."""
     if data.get("source") == "stdlib":
-        root = Path(sysconfig.get_paths()["stdlib"])
-        return sorted(
-            p for p in root.rglob("*.py") if "site-packages" not in p.parts and p.is_file()
-        )
+        files = _stdlib_files(Path(sysconfig.get_paths()["stdlib"]))
+        if data.get("max_bytes") is None:
+            return files
+        # the corpus is the first max_bytes of these files in this order: the files past the
+        # cap are never read, so they are neither loaded nor hashed (all of them: ~30 MB, ~1.3 s)
+        ends = list(itertools.accumulate(f.stat().st_size for f in files))
+        return files[: bisect.bisect_left(ends, int(data["max_bytes"])) + 1]
     if data.get("source") not in FILE_SOURCES or not data.get("path"):
         return []
     patterns = data["path"] if not isinstance(data["path"], str) else [data["path"]]
@@ -68,6 +73,16 @@ def data_files(data: dict[str, Any] | DictConfig) -> list[Path]:
         # a directory stands for the files inside it
         files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
     return files
+
+
+def _stdlib_files(root: Path) -> list[Path]:
+    """The standard library's regular *.py files, sorted; site-packages (third-party code, often
+    most of the tree) is pruned from the walk, not filtered out after it."""
+    found = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [d for d in subfolders if d != "site-packages"]
+        found.extend(Path(folder, n) for n in names if n.endswith(".py"))
+    return sorted(p for p in found if p.is_file())
 
 
 def file_digest(path: Path) -> str:

@@ -171,11 +171,8 @@ def _text_column(loaded: datasets.DatasetDict, column: str, where: str) -> datas
 
 
 def _stdlib_documents(conf: dict[str, Any], cache_dir: Path) -> datasets.DatasetDict:
-    files = data_files(conf)  # every regular *.py file, sorted, site-packages left out
-    max_bytes = conf.get("max_bytes")
-    if max_bytes is not None:  # read only as many files as the cap needs
-        sizes = np.cumsum([f.stat().st_size for f in files])
-        files = files[: int(np.searchsorted(sizes, max_bytes)) + 1]
+    # the regular *.py files, sorted, site-packages left out; only as many as max_bytes needs
+    files = data_files(conf)
     digest = hashlib.sha256(STDLIB_VERSION.encode())
     for f in files:
         info = f.stat()
