@@ -26,6 +26,12 @@ WARM_MODULES = (
     "torch",
     "lightning",
     "mlflow",
+    # what opening a sqlite store imports (~1.3 s: SQLAlchemy, alembic), and registration's extras
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "mlflow.pyfunc.loaders",
+    "git",
+    "sklearn.datasets",  # the digits source, on a job's first run in a directory
     "datasets",
     "torchmetrics",
     "hydra",
@@ -39,6 +45,10 @@ WARM_MODULES = (
     "trainpipe.tracking.tracker",
     "trainpipe.data.tables",
     "trainpipe.data.tokens",
+    "trainpipe.registry.lifecycle",
+    "trainpipe.pipeline.runner",
+    "trainpipe.commands.models",
+    "trainpipe.commands.reproduce",
 )
 
 
