@@ -9,10 +9,8 @@ cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-# --no-compile: bytecode is written on first import instead, for the modules actually used
-# (compiling every installed module up front took about a minute of a CI run)
-install=(.venv/bin/python -m pip -q --disable-pip-version-check install --no-compile)
-"${install[@]}" --upgrade pip >/dev/null
+pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
+"${pip[@]}" install --upgrade pip >/dev/null
 
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1; then
@@ -21,8 +19,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     spec=${TORCH_SPEC:-torch==2.13.0}      # no GPU: the CPU build
   fi
   echo "setup: installing $spec"
-  "${install[@]}" "$spec" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+  "${pip[@]}" install "$spec" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 fi
 
 echo "setup: installing trainpipe[dev]"
-"${install[@]}" -e ".[dev]"
+"${pip[@]}" install -e ".[dev]"
