@@ -93,8 +93,8 @@ def run_fresh(
 def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty sqlite MLflow store, made once per test worker. Creating a store runs MLflow's
     schema migrations (~1.7 s of CPU), which every test that tracks would otherwise pay again;
-    a copy of an empty migrated store is byte for byte what a first run would have created.
-    (Its Default experiment points at this directory: trainpipe never logs to it.)"""
+    a copy of an empty migrated store holds what a first run would have created, except that its
+    Default experiment points at the template's directory (trainpipe never logs to it)."""
     import mlflow
 
     path = tmp_path_factory.mktemp("store-template") / "mlflow.db"

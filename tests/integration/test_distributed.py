@@ -84,7 +84,8 @@ def test_torchrun_two_processes_make_one_run_and_train_like_one_process(
     # 2 processes × batch 64 take the same steps as 1 process × batch 128 (dropout is off)
     single = tmp_path_factory.mktemp("single")
     alone = ["trainer=cpu", *TINY, "data.batch_size=128", "model.net.dropout=0", "logger=none"]
-    assert run_cli(["train", *alone], cwd=single).returncode == 0
+    one = run_cli(["train", *alone], cwd=single)
+    assert one.returncode == 0, one.stderr[-3000:]
     a, b = last_checkpoint(workdir), last_checkpoint(single)
     assert a["global_step"] == b["global_step"] == 5
     weights = {k: v for k, v in a["state_dict"].items() if k.startswith("model.net.")}
