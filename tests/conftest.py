@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,6 +88,33 @@ def run_fresh(
         text=True,
         timeout=timeout,
     )
+
+
+def torchrun(args: list[str], cwd: Path, nproc: int = 2, **env: str) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node=N -m trainpipe ARGS` in `cwd`: real worker processes
+    (gloo on the CPU), each a fresh interpreter."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc_per_node={nproc}", "-m", "trainpipe", *args]
+    return subprocess.run(
+        command, cwd=cwd, env=cli_env(**env), capture_output=True, text=True, timeout=600
+    )
+
+
+def run_without_pickle(script: str, cwd: Path) -> dict[str, Any]:
+    """Run a Python `script` in `cwd` with MLflow's unpickling refused; returns the JSON object it
+    prints on its last line."""
+    import json
+
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=cwd,
+        env=cli_env(MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

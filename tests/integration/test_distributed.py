@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import TINY, cli_env, run_cli
+from tests.conftest import TINY, run_cli, torchrun
 from tests.integration.mlflow_store import client_for, runs_of
 
 pytestmark = pytest.mark.slow
@@ -17,22 +15,6 @@ pytestmark = pytest.mark.slow
 # full validation split, so the logged val/acc can be checked against the whole set; no dropout,
 # so the ranks' steps can be compared with one process's
 DDP_ARGS = ["trainer=ddp_cpu", *TINY, "trainer.limit_val_batches=1.0", "model.net.dropout=0"]
-
-
-def torchrun(args: list[str], cwd: Path, nproc: int = 2) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        "-m",
-        "trainpipe",
-        *args,
-    ]
-    return subprocess.run(
-        command, cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=600
-    )
 
 
 def single_job_dir(workdir: Path) -> Path:

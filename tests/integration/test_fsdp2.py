@@ -11,14 +11,12 @@ bf16 parameters / fp32 reduction (CPU runs 32-true), torch.compile with FSDP2.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import cli_env
+from tests.conftest import torchrun
 from tests.integration.mlflow_store import client_for, metric_steps, runs_of
 from trainpipe.runtime.checkpoint_io import load_checkpoint_file
 
@@ -49,23 +47,6 @@ JOB = [
 CHECKPOINTS = Path("outputs/train/stdlib_gpt/job/checkpoints")
 
 
-def torchrun(nproc: int, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        "-m",
-        "trainpipe",
-        "train",
-        *JOB,
-    ]
-    return subprocess.run(
-        command, cwd=cwd, env=cli_env(**env), capture_output=True, text=True, timeout=600
-    )
-
-
 def shard_files(checkpoint: Path) -> list[str]:
     return sorted(p.name for p in checkpoint.glob("*.distcp"))
 
@@ -74,20 +55,22 @@ def test_sharded_job_resumes_at_another_world_size(workdir: Path) -> None:
     checkpoints = workdir / CHECKPOINTS
     # 2 processes, killed inside their third save (step 4, best of step 6, step 8): the step-8
     # shards are written but not published
-    killed = torchrun(2, workdir, TRAINPIPE_INJECT_FAULT="kill_in_checkpoint_save@3")
+    killed = torchrun(
+        ["train", *JOB], workdir, 2, TRAINPIPE_INJECT_FAULT="kill_in_checkpoint_save@3"
+    )
     assert killed.returncode != 0
     assert sorted(p.name for p in checkpoints.glob("step-*.ckpt")) == ["step-00000004.ckpt"]
     assert shard_files(checkpoints / "step-00000004.ckpt") == ["__0_0.distcp", "__1_0.distcp"]
     assert list(checkpoints.glob(".step-00000008.ckpt.tmp*"))  # the unpublished staging dir
 
     # 1 process resumes the 2-process shards, and is killed after its step-8 checkpoint
-    shrunk = torchrun(1, workdir, TRAINPIPE_INJECT_FAULT="kill@10")
+    shrunk = torchrun(["train", *JOB], workdir, 1, TRAINPIPE_INJECT_FAULT="kill@10")
     assert shrunk.returncode != 0
     assert "step-00000004.ckpt" in shrunk.stderr + shrunk.stdout  # "resuming from …"
     assert shard_files(checkpoints / "step-00000008.ckpt") == ["__0_0.distcp"]
 
     # 2 processes resume the 1-process shards and finish: one run, each step logged once
-    grown = torchrun(2, workdir)
+    grown = torchrun(["train", *JOB], workdir, 2)
     assert grown.returncode == 0, grown.stderr[-3000:]
     assert shard_files(checkpoints / "step-00000012.ckpt") == ["__0_0.distcp", "__1_0.distcp"]
     assert not list(checkpoints.glob(".*.tmp*"))  # the killed save's shards are cleaned up

@@ -4,14 +4,12 @@ process, the registered generator loads without pickle, and it round-trips throu
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import cli_env, run_cli, with_empty_store
+from tests.conftest import run_cli, run_without_pickle, torchrun, with_empty_store
 from tests.integration.mlflow_store import metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
@@ -83,16 +81,7 @@ print(json.dumps({"a": list(a), "b": list(b), "c": list(c), "sampled": list(samp
 
 
 def test_the_registered_generator_loads_without_pickle_and_generates(trained: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", GENERATE_WITHOUT_PICKLE],
-        cwd=trained,
-        env=cli_env(MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = run_without_pickle(GENERATE_WITHOUT_PICKLE, trained)
     assert out["a"] == out["b"] and out["c"] == out["a"][:1]  # list, DataFrame, string: same answer
     assert all(isinstance(text, str) and text for text in out["a"])
     assert out["sampled"] == out["again"]  # seeded sampling is reproducible
@@ -223,25 +212,10 @@ def test_two_processes_with_batch_b_train_like_one_with_2b(tmp_path: Path) -> No
     (tmp_path / "two").mkdir()
     one = run_cli(["train", "trainer=cpu", *common, "data.batch_size=8"], cwd=tmp_path / "one")
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "trainpipe",
-            "train",
-            "trainer=ddp_cpu",
-            *common,
-            "data.batch_size=4",  # per process: 2 × 4 = the single process's 8
-        ],
-        cwd=tmp_path / "two",
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
+    two = torchrun(
+        # per process: 2 × 4 = the single process's 8
+        ["train", "trainer=ddp_cpu", *common, "data.batch_size=4"],
+        tmp_path / "two",
     )
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")

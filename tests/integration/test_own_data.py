@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY, cli_env, run_cli, with_empty_store
+from tests.conftest import TINY, cli_env, run_cli, run_without_pickle, with_empty_store
 from tests.integration.mlflow_store import client_for, metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
@@ -113,16 +113,7 @@ print(json.dumps({
 
 
 def test_registered_models_take_what_users_hand_them_without_pickle(trained: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", USE_THE_MODELS],
-        cwd=trained,
-        env=cli_env(MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = run_without_pickle(USE_THE_MODELS, trained)
     assert set(out["labels"]) <= {0, 1, 2} and out["label_type"] in ("int", "int64")
     assert out["reversed"] == out["float32"] == out["lists"] == out["labels"]  # by name / in order
     assert out["int_frame"] is True and out["row"] == out["labels"][:1]

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import cli_env, run_cli, start_cli, wait_for_checkpoint, with_empty_store
+from tests.conftest import (
+    run_cli,
+    start_cli,
+    torchrun,
+    wait_for_checkpoint,
+    with_empty_store,
+)
 from tests.integration.mlflow_store import metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
@@ -190,27 +194,12 @@ def test_torchrun_job_killed_and_resumed_equals_the_uninterrupted_one(tmp_path: 
         *[a for a in JOB if not a.startswith("trainer.max_epochs")],
     ]
 
-    def torchrun(cwd: Path, **env: str) -> subprocess.CompletedProcess:
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "trainpipe",
-            "train",
-            *ddp,
-        ]
-        return subprocess.run(
-            command, cwd=cwd, env=cli_env(**env), capture_output=True, text=True, timeout=600
-        )
-
     (tmp_path / "ref").mkdir()
     (tmp_path / "killed").mkdir()
-    assert torchrun(tmp_path / "ref").returncode == 0
-    assert torchrun(tmp_path / "killed", TRAINPIPE_INJECT_FAULT="kill@17").returncode != 0
-    resumed = torchrun(tmp_path / "killed")
+    assert torchrun(["train", *ddp], tmp_path / "ref").returncode == 0
+    killed = torchrun(["train", *ddp], tmp_path / "killed", TRAINPIPE_INJECT_FAULT="kill@17")
+    assert killed.returncode != 0
+    resumed = torchrun(["train", *ddp], tmp_path / "killed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     ckpts = [
         max((tmp_path / d / JOB_DIR / "checkpoints").glob("step-*.ckpt")) for d in ("ref", "killed")

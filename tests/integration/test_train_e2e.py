@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, cli_env, run_cli, with_empty_store
+from tests.conftest import TINY, run_cli, run_without_pickle, with_empty_store
 from tests.integration.mlflow_store import client_for, metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
@@ -116,16 +115,7 @@ def test_registered_model_loads_without_pickle_and_predicts(
     trained: tuple[Path, subprocess.CompletedProcess],
 ) -> None:
     workdir, _ = trained
-    result = subprocess.run(
-        [sys.executable, "-c", LOAD_WITHOUT_PICKLE],
-        cwd=workdir,
-        env=cli_env(MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = run_without_pickle(LOAD_WITHOUT_PICKLE, workdir)
     assert len(out["labels"]) == 6 and set(out["labels"]) <= {str(d) for d in range(10)}
     assert out["from_array"] == out["labels"]
     assert out["prob_columns"] == [str(d) for d in range(10)]
