@@ -147,14 +147,43 @@ def test_if_data_changed_does_nothing_while_the_champion_saw_this_data(
     assert len(runs_of(workdir, "rows")) == runs_before
 
 
-def test_new_data_reruns_every_stage(workdir: Path, new_eval_setting: Ran) -> None:
+@pytest.fixture(scope="module")
+def new_data(workdir: Path, new_eval_setting: Ran) -> Ran:
     write_csv(workdir / "rows.csv", seed=1)
-    ran = pipeline(workdir, "--if-data-changed")
+    return pipeline(workdir, "--if-data-changed")
+
+
+def test_new_data_reruns_every_stage_and_the_refusal_says_how_to_force_it(
+    workdir: Path, new_data: Ran
+) -> None:
+    ran = new_data
     assert ran.cached == [], ran.result.stderr[-3000:]
     assert len(training_runs(workdir)) == 2
     client = client_for(workdir)
     assert client.get_model_version("rows", "2").tags["trainpipe.pipeline.run_id"] == ran.parent_id
     outcome = client.get_run(ran.parent_id).data.tags["trainpipe.pipeline.outcome"]
-    # the gate decides: a refusal is a normal outcome of the pipeline, exit 1 like `models promote`
-    assert (outcome, ran.result.returncode) in (("promoted", 0), ("refused", 1))
-    assert ("refused:" in ran.result.stdout) == (outcome == "refused")
+    # the champion was trained on other splits: its scores are not comparable, the gate refuses
+    # (a normal outcome of the pipeline, exit 1 like `models promote`)
+    assert (outcome, ran.result.returncode) == ("refused", 1), ran.result.stderr[-3000:]
+    assert "refused (why: below)" in ran.result.stdout
+    refusal = ran.result.stderr[ran.result.stderr.index("trainpipe: version 2 of rows") :]
+    assert "was trained on other splits" in refusal
+    assert 'trainpipe models promote rows --version 2 --force --reason "…"' in refusal
+    assert max(len(line) for line in refusal.splitlines()) <= 100, refusal
+
+
+def test_forcing_it_records_that_the_champion_was_not_compared(
+    workdir: Path, new_data: Ran
+) -> None:
+    forced = run_cli(
+        ["models", "promote", "rows", "--version", "2", "--force", "--reason", "new data"],
+        cwd=workdir,
+    )
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    history = run_cli(["models", "history", "rows"], cwd=workdir)
+    last = history.stdout.splitlines()[-1]
+    assert "FORCED" in last and "not compared with champion v1" in last, last
+    assert "no champion to compare with" not in last
+    tags = client_for(workdir).get_model_version("rows", "2").tags
+    assert tags["audit.latest"] == last  # one readable tag, the latest event
+    assert [k for k in tags if k.startswith("audit.")] == ["audit.latest"]

@@ -191,10 +191,11 @@ def run_retire(uri: str, parsed: argparse.Namespace) -> int:
 
 def run_history(uri: str, parsed: argparse.Namespace) -> int:
     from trainpipe.registry import history
+    from trainpipe.registry.audit import describe
 
     events = history(uri, parsed.name)
     for event in events:
-        print(json.dumps(event, ensure_ascii=False) if parsed.json else event_text(event))
+        print(json.dumps(event, ensure_ascii=False) if parsed.json else describe(event))
     if not events and not parsed.json:
         print(f"trainpipe: {parsed.name} has no lifecycle events yet")
     return 0
@@ -251,19 +252,3 @@ def utc_minute(millis: int | None) -> str:
         return "—"
     moment = datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%MZ")
-
-
-def event_text(event: dict[str, Any]) -> str:
-    """One line of `trainpipe models history`."""
-    what = f"{event['action']} v{event['version']}"
-    if event["action"] in ("promote", "rollback"):
-        what += f" (champion {event.get('champion_before') or '—'} → {event['version']})"
-    parts = [f"{event['seq']:04d}", event["time"], event["actor"], what]
-    if event.get("forced"):
-        parts.append("FORCED")
-    gate = event.get("gate")
-    if gate:
-        parts.append(gate["result"])
-    if event.get("reason"):
-        parts.append(f"reason: {event['reason']}")
-    return "  ".join(parts)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 import time
 from typing import Any
 
@@ -96,9 +97,10 @@ def _print_summary(pipeline: Any, decision: Any, seconds: float) -> None:
     rows["candidate"] = pipeline.output("train")["model_uri"]
     metrics = pipeline.output("evaluate")["metrics"]
     rows.update({k: round(v, 4) for k, v in sorted(metrics.items())})
+    refused = decision is not None and not decision.output["promoted"]
     if decision is not None:
-        verdict = "promoted" if decision.output["promoted"] else "refused"
-        rows["promotion"] = f"{verdict}: {decision.output['message']}"
+        promoted = f"promoted: {decision.output['message']}"
+        rows["promotion"] = "refused (why: below)" if refused else promoted
         rows["champion"] = decision.output["champion_after"]
     rows["took"] = f"{seconds:.1f} s"
     rows["look at it"] = ui_hint(pipeline.conf["logger"]["tracking_uri"])
@@ -106,3 +108,19 @@ def _print_summary(pipeline: Any, decision: Any, seconds: float) -> None:
     title = "pipeline: every stage cached" if len(cached) == len(pipeline.results) else "pipeline"
     print(f"trainpipe: cached stages: {', '.join(cached) or 'none'}")
     print_summary(title, rows)
+    if refused:
+        print(refusal_text(pipeline.model_name, decision.output), file=sys.stderr)
+
+
+def refusal_text(model_name: str, promoted: dict[str, Any]) -> str:
+    """Why the gate refused, one wrapped item per objection, and the command that overrides it
+    (as `trainpipe models promote` hints)."""
+    version = promoted["version"]
+    # a promote output cached before objections were recorded has only the message
+    objections = promoted.get("objections") or [promoted["message"]]
+    lines = [f"trainpipe: version {version} of {model_name} not promoted:"]
+    for objection in objections:
+        lines += textwrap.wrap(objection, 96, initial_indent="  - ", subsequent_indent="    ")
+    lines.append("  promote it anyway (recorded in the audit log):")
+    lines.append(f'    trainpipe models promote {model_name} --version {version} --force --reason "…"')
+    return "\n".join(lines)

@@ -170,7 +170,7 @@ def evaluate(pipeline: Pipeline) -> dict[str, Any]:
             f"prepared {prepared['split_digest']}: the data changed while the pipeline ran",
         )
     objective = get_task(prepared["task"]).objective
-    gate = Gate.from_config(pipeline.conf).resolve(objective.metric, objective.mode)
+    gate = Gate.from_config(pipeline.conf).resolve(objective.gate_metric, objective.mode)
     if gate.metric not in scores.metrics:
         raise ConfigError(
             "registry.gate.metric",
@@ -218,6 +218,7 @@ def promote(pipeline: Pipeline) -> dict[str, Any]:
         "champion_after": str(decision.version) if decision.promoted else before,
         "rule": decision.rule,
         "message": decision.message,
+        "objections": list(decision.objections),
         "scores": decision.scores,
     }
 

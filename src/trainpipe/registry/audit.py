@@ -1,13 +1,13 @@
 """The audit log of the registry lifecycle: every promote, rollback and retire, in order.
 
-Each event is written twice (docs/registry.md, "Audit log"):
-- as the tag `audit.<seq>` (compact JSON) on the version it is about, visible next to the model;
+Each event is written (docs/registry.md, "Audit log"):
 - as a line of the model's history `audit/<name>.jsonl`, an artifact of one run per registered
   model in the experiment `trainpipe-registry` (MLflow has no model-level artifacts). MLflow
-  cannot append to an artifact: the history is read, the line appended, the file uploaded again.
+  cannot append to an artifact: the history is read, the line appended, the file uploaded again;
+- as one readable line in the tag `audit.latest` of the version it is about (replacing the one
+  before): the UI shows a version's latest event next to it, not a JSON blob per event.
 
-The history numbers the events (`seq` = the lines before it + 1), so tag `audit.0003` and line 3
-are the same event.
+The history numbers the events (`seq` = the lines before it + 1); the tag starts with the number.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 AUDIT_EXPERIMENT = "trainpipe-registry"
 MODEL_TAG = "trainpipe.registry.model"  # on the audit run: which registered model it logs
 AUDIT_RUN_TAG = "trainpipe.audit_run_id"  # on the registered model: where its history is
-TAG_PREFIX = "audit."
+LATEST_TAG = "audit.latest"  # on a version: its latest event, one line for people
 ACTOR_ENV = "TRAINPIPE_ACTOR"
 
 
@@ -42,10 +42,6 @@ def resolve_actor(explicit: str | None = None) -> str:
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def tag_key(seq: int) -> str:
-    return f"{TAG_PREFIX}{seq:04d}"
 
 
 def compact(event: dict[str, Any]) -> str:
@@ -69,7 +65,7 @@ class AuditLog:
 
     def append(self, event: dict[str, Any]) -> dict[str, Any]:
         """Number and time-stamp `event` (which names its `version`), add it to the history, tag
-        the version with it; returns the event as recorded."""
+        the version with it as text; returns the event as recorded."""
         run_id = self._run_id(create=True)
         old = self._download(run_id)
         seq = sum(1 for line in old.splitlines() if line.strip()) + 1
@@ -79,9 +75,7 @@ class AuditLog:
             # the old lines byte for byte, then the new one: the history is only ever appended
             path.write_text(old + compact(recorded) + "\n", encoding="utf-8")
             self.client.log_artifact(run_id, str(path), "audit")
-        self.client.set_model_version_tag(
-            self.name, event["version"], tag_key(seq), compact(recorded)
-        )
+        self.client.set_model_version_tag(self.name, event["version"], LATEST_TAG, describe(recorded))
         return recorded
 
     def _download(self, run_id: str) -> str:
@@ -119,7 +113,17 @@ class AuditLog:
         return run.info.run_id
 
 
-def version_events(version: Any) -> list[dict[str, Any]]:
-    """The audit events tagged on one ModelVersion, in order."""
-    keys = sorted(k for k in version.tags if k.startswith(TAG_PREFIX))
-    return [json.loads(version.tags[k]) for k in keys]
+def describe(event: dict[str, Any]) -> str:
+    """One line for people: a line of `trainpipe models history`, the `audit.latest` tag."""
+    what = f"{event['action']} v{event['version']}"
+    if event["action"] in ("promote", "rollback"):
+        what += f" (champion {event.get('champion_before') or '—'} → {event['version']})"
+    parts = [f"{event['seq']:04d}", event["time"], event["actor"], what]
+    if event.get("forced"):
+        parts.append("FORCED")
+    gate = event.get("gate")
+    if gate:
+        parts.append(gate["result"])
+    if event.get("reason"):
+        parts.append(f"reason: {event['reason']}")
+    return "  ".join(parts)

@@ -54,7 +54,8 @@ class Gate:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     def resolve(self, objective_metric: str, objective_mode: str) -> Gate:
-        """`auto` made concrete from the task's objective (`val/acc`, `max` → `test/acc`, `max`)."""
+        """`auto` made concrete from the task's gate metric and objective direction (`test/acc`,
+        `max`; a `val/` metric is taken on the test split)."""
         task_metric = objective_metric.replace("val/", "test/", 1)
         metric = task_metric if self.metric == "auto" else self.metric
         direction = self.direction
@@ -79,8 +80,15 @@ class Verdict:
     why: str  # one line: what passed or what failed, with the numbers
 
 
-def judge(gate: Gate, challenger: dict[str, float], champion: dict[str, float] | None) -> Verdict:
-    """Whether `challenger`'s scores pass a resolved `gate`; `champion` None: only the floor."""
+def judge(
+    gate: Gate,
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    *,
+    unscored: str | None = None,
+) -> Verdict:
+    """Whether `challenger`'s scores pass a resolved `gate`; `champion` None: only the floor.
+    `unscored` says why a champion that exists has no scores (it is not "no champion")."""
     metric = gate.metric
     if metric not in challenger:
         raise ConfigError(
@@ -93,9 +101,8 @@ def judge(gate: Gate, challenger: dict[str, float], champion: dict[str, float] |
     if gate.floor is not None and not _reaches(value, gate.floor, gate.direction):
         return Verdict(False, f"{metric} {value:.4g} does not reach the floor {gate.floor:g}")
     if champion is None:
-        return Verdict(
-            True, f"no champion to compare with; {metric} {value:.4g}" + _floor_note(gate)
-        )
+        absent = unscored or "no champion to compare with"
+        return Verdict(True, f"{absent}; {metric} {value:.4g}" + _floor_note(gate))
     if metric not in champion:
         return Verdict(False, f"the champion has no {metric} score to compare with")
     # the bar the challenger must reach: the champion's score moved by the required improvement

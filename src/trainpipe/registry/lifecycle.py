@@ -85,13 +85,16 @@ def promote(
     held_out = load_held_out(f"models:/{name}/{number}", tracking_uri)
     objective = held_out.task.objective
     rule = (gate or Gate.from_config(held_out.trained_conf)).resolve(
-        objective.metric, objective.mode
+        objective.gate_metric, objective.mode
     )
     split_digest, scores, objections = _score_both(held_out, target, before, tracking_uri)
     if is_retired(target):
         why = target.tags.get("retired_reason", "")
         objections.insert(0, f"version {number} is retired" + (f" ({why})" if why else ""))
-    verdict = judge(rule, scores["challenger"], scores.get("champion"))
+    unscored = None
+    if before is not None and "champion" not in scores:
+        unscored = f"not compared with champion v{before_number} (the data checks refused it)"
+    verdict = judge(rule, scores["challenger"], scores.get("champion"), unscored=unscored)
     if not verdict.passed:
         objections.append(f"the gate refused: {verdict.why}")
     if objections and not force:

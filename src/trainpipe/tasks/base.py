@@ -21,6 +21,13 @@ class Objective:
 
     metric: str  # e.g. "val/acc"
     mode: str  # "max" | "min"
+    # what the registry gate compares (same direction as `metric`); default: `metric` on the
+    # test split
+    gate: str | None = None
+
+    @property
+    def gate_metric(self) -> str:
+        return self.gate or self.metric.replace("val/", "test/", 1)
 
 
 class Prepared(Protocol):
