@@ -91,3 +91,10 @@ def test_the_rule_reads_as_a_sentence() -> None:
     gate = Gate(min_improvement=0.01, floor=0.9).resolve("val/acc", "max")
     assert gate.describe() == "test/acc (max): challenger >= champion + 0.01, >= floor 0.9"
     assert Gate().resolve("val/loss", "min").describe() == "test/loss (min): challenger <= champion"
+
+
+def test_a_champion_that_was_not_scored_is_not_called_no_champion() -> None:
+    gate = Gate().resolve("test/acc", "max")
+    verdict = judge(gate, {"test/acc": 0.8}, None, unscored="not compared with champion v1")
+    assert verdict.passed and verdict.why == "not compared with champion v1; test/acc 0.8"
+    assert judge(gate, {"test/acc": 0.8}, None).why.startswith("no champion to compare with")
