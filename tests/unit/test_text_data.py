@@ -280,6 +280,38 @@ def test_bad_text_data_is_one_clear_line(
     assert ("train/val/test:" in message and "tokens from" in message) is too_small
 
 
+def test_a_file_not_in_the_encoding_is_named_or_skipped_and_counted(
+    workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_text_files(workdir / "docs", make_docs(8))
+    (workdir / "docs" / "latin.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    conf = text_conf(workdir, path="docs")
+    with pytest.raises(DataError) as caught:
+        prepare_text(conf, BYTES)
+    message = str(caught.value)
+    assert "docs/latin.txt is not utf-8 text" in message and "\n" not in message
+    assert "data.on_decode_error=skip" in message
+    with caplog.at_level("INFO", logger="trainpipe"):
+        skipped = prepare_text({**conf, "on_decode_error": "skip"}, BYTES)
+    assert sum(skipped.documents.values()) == 8 and skipped.skipped_files == 1
+    assert "1 file(s) skipped: not utf-8" in caplog.text
+    read = prepare_text({**conf, "encoding": "latin-1"}, BYTES)  # every file is latin-1 too
+    assert sum(read.documents.values()) == 9 and read.skipped_files == 0
+    with pytest.raises(ConfigError, match="data.encoding: unknown encoding 'utf-9'"):
+        prepare_text({**conf, "encoding": "utf-9"}, BYTES)
+
+
+def test_the_data_summary_shows_the_data_digest(
+    workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_text_files(workdir / "docs", make_docs(8))
+    with caplog.at_level("INFO", logger="trainpipe"):
+        prepared = prepare_text(text_conf(workdir, path="docs"), BYTES)
+    # the digest `trainpipe models list` shows (dataset_digest), not the token splits' digest
+    assert f"data digest {prepared.digest}," in caplog.text
+    assert prepared.split_digest not in caplog.text
+
+
 def test_hub_text_source_offline_fails_fast(workdir: Path) -> None:
     with pytest.raises(DataError, match="data.name: hub dataset 'someone/not-cached'"):
         load_corpus(text_conf(workdir, source="hub", name="someone/not-cached"))

@@ -13,10 +13,12 @@ cached by `datasets` and reused by the next run:
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import logging
 import os
 import sysconfig
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,10 @@ from trainpipe.data.sources import describe_source, load_hub, source_digest
 from trainpipe.errors import ConfigError, DataError
 from trainpipe.runtime.atomic import atomic_dir
 
+log = logging.getLogger(__name__)
+
 SOURCES = ("text", "stdlib", "hub")
+ON_DECODE_ERROR = ("error", "skip")
 SAMPLE_BY = ("document", "line", "paragraph")
 STRUCTURED = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 VALIDATION_NAMES = ("validation", "val", "valid", "dev")
@@ -44,14 +49,17 @@ class Corpus:
     documents: datasets.DatasetDict
     description: str
     digest: str  # content of the source (config/identity.py; hub data: datasets' fingerprints)
+    skipped: list[str] = field(default_factory=list)  # files not in `data.encoding` (skip mode)
 
 
 def load_corpus(conf: dict[str, Any]) -> Corpus:
     """The documents a resolved `data` section names, capped at `max_bytes` if set."""
     source = conf["source"]
     cache_dir = Path(conf["cache_dir"]).expanduser()
+    skipped: list[str] = []
     if source == "text":
-        documents, key = _read_files(conf, cache_dir), "data.path"
+        documents, skipped = _read_files(conf, cache_dir)
+        key = "data.path"
     elif source == "stdlib":
         documents, key = _stdlib_documents(conf, cache_dir), "data.source"
     elif source == "hub":
@@ -65,7 +73,7 @@ def load_corpus(conf: dict[str, Any]) -> Corpus:
         documents = datasets.DatasetDict(
             {name: _cap(split, int(conf["max_bytes"])) for name, split in documents.items()}
         )
-    return Corpus(documents, description, source_digest(conf, documents))
+    return Corpus(documents, description, source_digest(conf, documents), skipped)
 
 
 def stdlib_root() -> Path:
@@ -111,7 +119,9 @@ def _carve(
     return ds.select(np.sort(order[start:])), parts
 
 
-def _read_files(conf: dict[str, Any], cache_dir: Path) -> datasets.DatasetDict:
+def _read_files(conf: dict[str, Any], cache_dir: Path) -> tuple[datasets.DatasetDict, list[str]]:
+    """The documents of the files `data.path` names, and the plain text files skipped because
+    they are not in `data.encoding` (with `data.on_decode_error=skip`)."""
     if not conf.get("path"):
         raise ConfigError("data.path", "is required for the text source (a file, glob or list)")
     # the same file list the run identity digests (a directory stands for the files inside it)
@@ -127,13 +137,29 @@ def _read_files(conf: dict[str, Any], cache_dir: Path) -> datasets.DatasetDict:
         )
     builder = builders.pop()
     options: dict[str, Any] = {}
+    skipped: list[str] = []
     if builder == "text":
         sample_by = conf.get("sample_by", "document")
         if sample_by not in SAMPLE_BY:
             raise ConfigError(
                 "data.sample_by", f"must be one of {', '.join(SAMPLE_BY)}, got {sample_by!r}"
             )
-        options["sample_by"] = sample_by
+        encoding = _encoding(conf)
+        options.update(sample_by=sample_by, encoding=encoding)
+        if conf.get("on_decode_error", "error") == "skip":
+            skipped = [f for f in files if not _decodes(f, encoding)]
+            files = [f for f in files if f not in skipped]
+            if skipped:
+                log.warning(
+                    "data: skipped %d file(s) that are not %s text (data.on_decode_error=skip): %s",
+                    len(skipped),
+                    encoding,
+                    ", ".join(skipped[:5]) + (", …" if len(skipped) > 5 else ""),
+                )
+            if not files:
+                raise DataError(
+                    f"data.path: no file of {_describe_path(conf['path'])} is {encoding} text"
+                )
     try:
         loaded = datasets.load_dataset(
             builder, data_files=files, cache_dir=str(cache_dir / "hf"), **options
@@ -142,12 +168,45 @@ def _read_files(conf: dict[str, Any], cache_dir: Path) -> datasets.DatasetDict:
         cause = err.__cause__ or err
         if "corresponds to no data" in str(cause):  # e.g. empty .jsonl files
             raise DataError(f"data.path: {_describe_path(conf['path'])} has no text") from None
+        if isinstance(cause, UnicodeDecodeError) and builder == "text":
+            raise _not_decodable(files, options["encoding"], cause) from None
         raise DataError(
             f"data.path: cannot read {_describe_path(conf['path'])} as {builder}: {str(cause).splitlines()[0]}"
         ) from None
     if builder == "text":
-        return loaded
-    return _text_column(loaded, conf.get("text_column", "text"), _describe_path(conf["path"]))
+        return loaded, skipped
+    return _text_column(loaded, conf.get("text_column", "text"), _describe_path(conf["path"])), []
+
+
+def _encoding(conf: dict[str, Any]) -> str:
+    encoding = str(conf.get("encoding", "utf-8"))
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ConfigError("data.encoding", f"unknown encoding {encoding!r}") from None
+    on_error = conf.get("on_decode_error", "error")
+    if on_error not in ON_DECODE_ERROR:
+        raise ConfigError("data.on_decode_error", f"must be error or skip, got {on_error!r}")
+    return encoding
+
+
+def _decodes(path: str, encoding: str) -> bool:
+    try:
+        Path(path).read_bytes().decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _not_decodable(files: list[str], encoding: str, cause: UnicodeDecodeError) -> DataError:
+    """The error naming the first file that is not `encoding` text (datasets names none): only
+    looked for once reading failed, so a good corpus is read once."""
+    bad = next((f for f in files if not _decodes(f, encoding)), None)
+    where = f"{bad} is not {encoding} text" if bad else f"a file is not {encoding} text"
+    return DataError(
+        f"data.path: {where} ({cause.reason} at byte {cause.start}); set data.encoding to its "
+        "encoding, or data.on_decode_error=skip to leave such files out"
+    )
 
 
 def _hub_documents(conf: dict[str, Any], cache_dir: Path) -> datasets.DatasetDict:

@@ -61,6 +61,7 @@ class PreparedText:
     unigram_entropy: float  # nats/token of the train tokens' own frequencies: a loss baseline
     bytes_per_token: dict[str, float]  # loss_nats / ln 2 / bytes_per_token = bits per byte
     token_dir: Path
+    skipped_files: int = 0  # plain text files left out: not in data.encoding (skip mode)
     cache_reused: bool = False
     seconds: float = 0.0
 
@@ -115,20 +116,26 @@ def prepare_text(data_conf: dict[str, Any], tokenizer_conf: dict[str, Any]) -> P
         unigram_entropy=meta["unigram_entropy"],
         bytes_per_token={n: meta["bytes"][n] / meta["tokens"][n] for n in SPLITS},
         token_dir=token_dir,
+        skipped_files=len(corpus.skipped),
         cache_reused=reused,
         seconds=time.perf_counter() - started,
     )
+    # the data digest, as `trainpipe models list` and the run's tags show it (the split digest
+    # names the token cache dir: one digest for people, not two)
     log.info(
-        "text %s: %s documents, %s tokens (train/val/test), %s vocab %d, %.2f bytes/token, "
-        "unigram entropy %.3f nats, digest %s, cache %s, %.2fs",
+        "text %s: %s documents%s, %s tokens (train/val/test), %s vocab %d, %.2f bytes/token, "
+        "unigram entropy %.3f nats, data digest %s, cache %s, %.2fs",
         prepared.source,
         "/".join(str(prepared.documents[n]) for n in SPLITS),
+        f" ({prepared.skipped_files} file(s) skipped: not {data_conf.get('encoding', 'utf-8')})"
+        if prepared.skipped_files
+        else "",
         "/".join(str(prepared.tokens[n]) for n in SPLITS),
         tokenizer.kind,
         prepared.vocab_size,
         prepared.bytes_per_token["train"],
         prepared.unigram_entropy,
-        digest,
+        prepared.digest,
         "reused" if reused else "built",
         prepared.seconds,
     )
