@@ -66,3 +66,26 @@ def test_bytes_tokenizer_has_257_ids_and_a_non_gpt_model_is_a_config_error(
     assert "vocab 257 (320 padded)" in describe(["experiment=stdlib_gpt"])
     assert main(["model=mlp"]) == 2
     assert "estimate covers GPT models" in capsys.readouterr().err
+
+
+def test_an_unknown_gpu_names_itself_the_peak_key_and_the_known_devices(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["experiment=gpt2_124m", "perf.device=Radeon 9000"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "perf.device: no peak TFLOP/s known for 'Radeon 9000'" in line
+    assert "perf.peak_tflops=" in line and "H100 SXM" in line and "A100" in line
+    # a given peak needs no table row
+    given = ["experiment=gpt2_124m", "perf.device=Radeon 9000", "perf.peak_tflops=100"]
+    assert "40% of 100 TFLOP/s (given)" in describe(given)
+
+
+def test_memory_beyond_the_device_is_a_warning_not_an_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    a100 = ["experiment=gpt2_124m", "perf.device=NVIDIA A100-SXM4-80GB"]
+    assert main([*a100, "data.batch_size=256"]) == 0
+    out = capsys.readouterr().out
+    warning = next(line for line in out.splitlines() if line.startswith("warning:"))
+    assert "exceeds the 80 GiB of NVIDIA A100-SXM4-80GB" in warning and "data.batch_size" in warning
+    assert "warning:" not in describe([*a100, "data.batch_size=4"])

@@ -102,3 +102,14 @@ def test_table_rows_are_consistent() -> None:
             assert row.bf16 == pytest.approx(2 * row.tf32, rel=0.03), row.name
         if row.fp8 is not None:
             assert row.fp8 == pytest.approx(2 * row.bf16, rel=0.03), row.name
+
+
+def test_device_memory_comes_from_the_name_else_the_table() -> None:
+    from trainpipe.perf.peaks import device_memory_gib
+
+    assert device_memory_gib("NVIDIA A100-SXM4-80GB") == 80
+    assert device_memory_gib("NVIDIA A100-PCIE-40GB") == 40
+    assert device_memory_gib("NVIDIA H100 80GB HBM3") == 80
+    assert device_memory_gib("NVIDIA L4") == 24 and device_memory_gib("AMD Instinct MI300X") == 192
+    assert device_memory_gib("Radeon 9000") is None
+    assert all(row.memory_gib for _, row in _TABLE)

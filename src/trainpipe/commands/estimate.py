@@ -55,12 +55,16 @@ def describe(overrides: list[str], config_dir: str | None = None) -> str:
     model = model_shape(conf, notes)
     run = run_shape(conf, notes)
     result = estimate(model, run, assumptions(conf, run.precision, notes))
+    warning = memory_warning(result.memory.total, result.assumptions.device)
+    if warning:
+        notes.insert(0, warning)
     title = (
         f"trainpipe estimate {' '.join(overrides)}".rstrip()
         + f"\n{round(result.parameters_total / 1e6)} M parameters (GPT, {model.n_layer} layers, "
         f"d_model {model.d_model})\n"
     )
-    return title + "\n" + format_estimate(result) + "".join(f"\nnote: {n}" for n in notes)
+    lines = [f"\n{'warning' if n is warning else 'note'}: {n}" for n in notes]
+    return title + "\n" + format_estimate(result) + "".join(lines)
 
 
 def model_shape(conf: dict[str, Any], notes: list[str]) -> Any:
@@ -153,8 +157,25 @@ def visible_gpus() -> list[str]:
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
+def memory_warning(memory_bytes: float, device: str | None) -> str | None:
+    """A line when the estimated memory per device exceeds what `device` has (None if it fits,
+    or the device's memory is unknown): the run would stop with out-of-memory."""
+    from trainpipe.perf.peaks import device_memory_gib
+
+    capacity = device_memory_gib(device) if device else None
+    needed = memory_bytes / 2**30
+    if capacity is None or needed <= capacity:
+        return None
+    return (
+        f"the estimated memory per device, {needed:.1f} GiB, exceeds the {capacity:g} GiB of "
+        f"{device}: lower data.batch_size (raise trainer.accumulate_grad_batches to keep the "
+        "batch), or turn on model.activation_checkpointing or trainer=fsdp2"
+    )
+
+
 def assumptions(conf: dict[str, Any], precision: str, notes: list[str]) -> Any:
     from trainpipe.perf.estimate import Assumptions
+    from trainpipe.perf.peaks import device_peaks, known_devices
 
     perf = conf["perf"]
     device = perf.get("device")
@@ -162,6 +183,12 @@ def assumptions(conf: dict[str, Any], precision: str, notes: list[str]) -> Any:
         gpus = visible_gpus()
         device = gpus[0] if gpus else DEFAULT_DEVICE
         notes.append(f"GPU: {device} ({'visible' if gpus else 'assumed'}; set perf.device)")
+    if perf.get("peak_tflops") is None and device_peaks(device) is None:
+        raise ConfigError(
+            "perf.device",
+            f"no peak TFLOP/s known for {device!r}: set perf.peak_tflops=<dense TFLOP/s of one "
+            f"device>, or perf.device to one of {', '.join(known_devices())}",
+        )
     return Assumptions(
         mfu=perf["assumed_mfu"],
         peak_tflops=perf.get("peak_tflops"),
