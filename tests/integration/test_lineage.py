@@ -130,3 +130,16 @@ def test_reproduce_refuses_changed_data(workdir: Path, run) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
     assert "is not the data models:/rows/1 was trained on" in result.stderr
     assert len(runs_of(workdir, "rows")) == runs_before
+
+
+def test_reproduce_with_the_data_file_deleted_says_it_is_missing(workdir: Path, run) -> None:
+    moved = workdir / "rows.csv.moved"
+    (workdir / "rows.csv").rename(moved)
+    try:
+        result = run_cli(["reproduce", "models:/rows/1"], cwd=workdir)
+    finally:
+        moved.rename(workdir / "rows.csv")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "data.path: rows.csv is missing" in line, line
+    assert "e3b0c442" not in line and "not the data" not in line

@@ -127,6 +127,15 @@ def data_digest(conf: dict[str, Any]) -> str:
 
 def check_data(conf: dict[str, Any], recorded: str | None, model_uri: str) -> None:
     """DataError (one line, exit 2) unless the configured data has the recorded digest."""
+    from trainpipe.config.identity import FILE_SOURCES, data_files
+
+    data = conf["data"]
+    # no files hash to the digest of nothing: "digest mismatch" would hide that they are gone
+    if data.get("source") in FILE_SOURCES and not data_files(data):
+        raise DataError(
+            f"data.path: {data.get('path')} is missing (no such file), the data {model_uri} "
+            f"was trained on (content digest {recorded or 'not recorded'}); reproduce needs it"
+        )
     now = data_digest(conf)
     if recorded and now != recorded:
         raise DataError(
