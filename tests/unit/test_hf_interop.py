@@ -206,3 +206,43 @@ def test_missing_extra_or_misshapen_tensors_are_named(tmp_path: Path, good) -> N
     wrong = {**weights, "transformer.wpe.weight": torch.zeros(8, 32)}
     with pytest.raises(ValueError, match="wpe.weight"):
         load_hf(write_dir(tmp_path / "wrong", config, wrong))
+
+
+def bpe_tokenizer():
+    from trainpipe.data.tokenizers import EOT_TOKEN, JsonTokenizer, train_bpe
+
+    texts = ["the cat sat on the mat, naïve café 🙂"] * 20
+    return JsonTokenizer(train_bpe(iter([texts]), 300), EOT_TOKEN, kind="bpe")
+
+
+@pytest.mark.parametrize("kind", ["bytes", "bpe"])
+def test_the_exported_tokenizer_loads_in_transformers_and_gives_our_generators_logits(
+    tmp_path: Path, transformers, kind: str
+) -> None:
+    from trainpipe.data.tokenizers import ByteTokenizer, load_tokenizer
+    from trainpipe.tasks.lm.hf import export_tokenizer
+
+    tokenizer = ByteTokenizer() if kind == "bytes" else bpe_tokenizer()
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(tokenizer.vocab_size, seq_len=64, n_layer=1, n_head=2, d_model=32))
+    randomize(model)
+    files = export_tokenizer(tokenizer, tmp_path / "tok")
+    eot = tokenizer.eot_id
+    out = export_hf(model, tmp_path / "export", files, bos_token_id=eot, eos_token_id=eot)
+    prompt = "the cat, naïve 🙂"
+    # what trainpipe's generator feeds the model (tasks/lm/predictor.py): end-of-text first
+    ours = [eot, *tokenizer.encode_batch([prompt])[0]]
+    theirs = transformers.AutoTokenizer.from_pretrained(out)
+    encoded = theirs(prompt, return_tensors="pt")
+    assert encoded.input_ids[0].tolist() == ours
+    assert theirs.bos_token_id == eot == json.loads((out / "config.json").read_text())["bos_token_id"]
+    hf_model = transformers.GPT2LMHeadModel.from_pretrained(
+        out, attn_implementation="eager", dtype=torch.float32
+    ).eval()
+    with torch.no_grad():
+        expected = model.eval()(torch.tensor([ours]))[..., : tokenizer.vocab_size]
+        torch.testing.assert_close(hf_model(**encoded).logits, expected, atol=1e-4, rtol=0)
+    assert theirs.decode(encoded.input_ids[0], skip_special_tokens=True) == prompt
+    # trainpipe reads the exported tokenizer back as the same kind, with the same ids
+    again = load_tokenizer(out)
+    assert again.kind == kind and again.encode_batch([prompt])[0] == ours[1:]

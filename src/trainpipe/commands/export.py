@@ -1,6 +1,8 @@
 """`trainpipe export MODEL_URI_OR_CKPT --format hf OUT_DIR`: write a trained GPT as a Hugging Face
 GPT-2 checkpoint (config.json + model.safetensors + tokenizer files) that
-`transformers.GPT2LMHeadModel.from_pretrained(OUT_DIR)` loads with the same logits."""
+`transformers.GPT2LMHeadModel.from_pretrained(OUT_DIR)` loads with the same logits; its tokenizer
+(`AutoTokenizer.from_pretrained(OUT_DIR)`, byte-level models included) puts the end-of-text token
+first, as trainpipe's generator does."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def export(model_uri: str, out_dir: Path, tracking_uri: str | None) -> Path:
     import tempfile
 
     from trainpipe.loading import load_model
-    from trainpipe.tasks.lm.hf import export_hf
+    from trainpipe.tasks.lm.hf import export_hf, export_tokenizer
 
     predictor, _ = load_model(model_uri, tracking_uri, key="model")
     if predictor.spec["task"] != "lm":
@@ -55,5 +57,5 @@ def export(model_uri: str, out_dir: Path, tracking_uri: str | None) -> Path:
         )
     eot = predictor.tokenizer.eot_id
     with tempfile.TemporaryDirectory() as tmp:
-        files = predictor.tokenizer.save(tmp)
+        files = export_tokenizer(predictor.tokenizer, Path(tmp))
         return export_hf(predictor.model, out_dir, files, bos_token_id=eot, eos_token_id=eot)

@@ -4,6 +4,12 @@ Neither direction needs `transformers`: a HF GPT-2 checkpoint is a config.json p
 model.safetensors whose keys are ours with a `transformer.` prefix, except that HF's Conv1D
 layers (c_attn, c_proj, c_fc) store their weight as [in, out], the transpose of nn.Linear's.
 Only safetensors is read, never pickled pytorch_model.bin files.
+
+The exported tokenizer (`export_tokenizer`) is a `tokenizer.json` that
+`transformers.AutoTokenizer` loads for every kind, byte-level included, and it puts the
+end-of-text token in front of what it encodes, as trainpipe's generator does (every training
+document starts with it): `model(**tokenizer(prompt, return_tensors="pt"))` then gives the logits
+trainpipe's `generate` computes. `config.json`'s `bos_token_id` names the same token.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from trainpipe.data.tokenizers import CONFIG_FILE, EOT_TOKEN, TOKENIZER_FILE, TextTokenizer
 from trainpipe.runtime.atomic import atomic_path, atomic_write_text
 from trainpipe.tasks.lm.gpt import GPT, GPTConfig
 
@@ -99,6 +106,65 @@ def export_hf(
             shutil.copyfile(src, tmp)
     atomic_write_text(out_dir / "config.json", json.dumps(hf_config, indent=2) + "\n")
     return out_dir
+
+
+def export_tokenizer(tokenizer: TextTokenizer, directory: Path) -> list[Path]:
+    """`tokenizer` as tokenizer.json + tokenizer_config.json for transformers (and trainpipe's
+    `load_tokenizer`): the same ids, with the end-of-text token prepended on encoding."""
+    import tokenizers as hf
+
+    if tokenizer.kind == "bytes":
+        exported, eot = _byte_level_tokenizer(), EOT_TOKEN
+    else:  # a JsonTokenizer: a copy, so the model's own tokenizer is left as it is
+        exported, eot = hf.Tokenizer.from_str(tokenizer.tokenizer.to_str()), tokenizer.eot_token
+    # trainpipe encodes without special tokens (tokenizers.py), transformers with them: the
+    # template makes transformers' ids the ones trainpipe's generator feeds the model
+    template = hf.processors.TemplateProcessing(
+        single=f"{eot} $A", pair=f"{eot} $A {eot} $B", special_tokens=[(eot, tokenizer.eot_id)]
+    )
+    before = exported.post_processor
+    exported.post_processor = (
+        template if before is None else hf.processors.Sequence([before, template])
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    exported.save(str(directory / TOKENIZER_FILE))
+    config = {
+        "trainpipe_tokenizer": tokenizer.kind,
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": eot,
+        "eos_token": eot,
+    }
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return [directory / TOKENIZER_FILE, directory / CONFIG_FILE]
+
+
+def _byte_level_tokenizer() -> object:
+    """trainpipe's byte tokenizer (UTF-8 byte b → id b, end-of-text 256) as a `tokenizers`
+    Tokenizer: GPT-2's byte-level pre-tokenizer maps each byte to one character, and a BPE
+    without merges maps that character to the byte's value."""
+    import tokenizers as hf
+
+    characters = _bytes_to_unicode()
+    vocab = {characters[b]: b for b in range(256)}
+    tokenizer = hf.Tokenizer(hf.models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tokenizer.decoder = hf.decoders.ByteLevel()
+    tokenizer.add_special_tokens([EOT_TOKEN])  # id 256, the next free one
+    return tokenizer
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte → printable character table (the one the ByteLevel pre-tokenizer uses)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    printable += range(ord("®"), ord("ÿ") + 1)
+    table, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
 
 
 def _read_config(model_dir: Path) -> dict:
