@@ -112,6 +112,20 @@ def test_export_to_hugging_face_gives_the_same_logits(trained: Path) -> None:
         ours = predictor.model.eval()(tokens)[..., :257]
         theirs = hf(tokens).logits
     assert torch.allclose(ours, theirs, atol=1e-4)
+    # a byte-level model exports a tokenizer transformers loads; it starts with end-of-text, as
+    # trainpipe's generator does, so a prompt gives trainpipe's logits
+    tokenizer = transformers.AutoTokenizer.from_pretrained(trained / "hf")
+    encoded = tokenizer("def main(", return_tensors="pt")
+    assert encoded.input_ids[0].tolist() == [256, *b"def main("]
+    with torch.no_grad():
+        ours = predictor.model.eval()(encoded.input_ids)[..., :257]
+        assert torch.allclose(ours, hf(**encoded).logits, atol=1e-4)
+
+
+def test_the_gate_compares_bits_per_byte(trained: Path) -> None:
+    result = run_cli(["models", "promote", "stdlib_gpt"], cwd=trained)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "rule        test/bpb (min): challenger <= champion" in result.stdout
 
 
 def test_fine_tuning_starts_from_a_local_hugging_face_checkpoint(workdir: Path) -> None:
