@@ -48,18 +48,25 @@ def nvml_reader(device: torch.device) -> Reader | None:
 
 
 class Sampler:
-    """Calls `read` every `interval_s` on a daemon thread; `take()` gives the means since the
-    last `take()` (NaN before the first sample)."""
+    """Calls `read` every `interval_s` on a daemon thread; `take()` gives the means of `fields`
+    since the last `take()` (NaN before the first sample)."""
 
-    def __init__(self, read: Reader, interval_s: float) -> None:
+    def __init__(
+        self,
+        read: Reader,
+        interval_s: float,
+        fields: tuple[str, ...] = FIELDS,
+        name: str = "gpu-metrics",
+    ) -> None:
         self.read = read
         self.interval_s = interval_s
-        self._sums = dict.fromkeys(FIELDS, 0.0)
+        self.fields = fields
+        self._sums = dict.fromkeys(fields, 0.0)
         self._count = 0
-        self._last: dict[str, float] = dict.fromkeys(FIELDS, float("nan"))
+        self._last: dict[str, float] = dict.fromkeys(fields, float("nan"))
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gpu-metrics", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -75,7 +82,7 @@ class Sampler:
         except Exception:  # a failed NVML read loses one sample, never the job
             return
         with self._lock:
-            for key in FIELDS:
+            for key in self.fields:
                 self._sums[key] += values[key]
             self._count += 1
 
@@ -89,8 +96,8 @@ class Sampler:
         """Means since the last call; the last means again if no sample arrived in between."""
         with self._lock:
             if self._count:
-                self._last = {key: self._sums[key] / self._count for key in FIELDS}
-                self._sums, self._count = dict.fromkeys(FIELDS, 0.0), 0
+                self._last = {key: self._sums[key] / self._count for key in self.fields}
+                self._sums, self._count = dict.fromkeys(self.fields, 0.0), 0
             return dict(self._last)
 
 
