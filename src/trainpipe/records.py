@@ -169,6 +169,30 @@ class FitResult:
         self.test_metrics = {k: float(v) for k, v in results[0].items()}
 
 
+def log_best(plan: JobPlan, tracker: Tracker, result: FitResult, step: int) -> None:
+    """The best checkpoint's validation metrics as `best/val/*`, and the run's description (the
+    UI's markdown note) saying which numbers are which: the run page shows each metric's last
+    value, so `val/*` there is the last validation's, not the checkpoint's that was kept."""
+    best = {f"best/{k}": v for k, v in result.best_metrics.items() if k.startswith("val/")}
+    if not best:
+        return
+    tracker.log_metrics(best, step=step)
+    conf, epoch = plan.conf, result.best_metrics.get("epoch")
+    chosen = f"by `{conf['optimized_metric']}` ({conf['optimized_mode']})"
+    chosen += f", epoch {int(epoch)}" if epoch is not None else ""
+    tracker.set_tags(
+        {
+            "mlflow.note.content": (
+                f"**{plan.run_name}**: {plan.task.name} on {plan.prepared.source}.\n\n"
+                "- `val/*`: logged at every validation; the run page shows the **last** one.\n"
+                f"- `best/val/*`: the **best checkpoint** ({chosen}), the weights that were "
+                "tested and registered; the summary and the registry report these.\n"
+                "- `test/*`: the best checkpoint on the held-out test split.\n"
+            )
+        }
+    )
+
+
 def register(plan: JobPlan, tracker: Tracker, module: Any, result: FitResult) -> bool:
     """Package the best weights pickle-free and queue their registration (sent with the rest of
     tracking); False when this job registers nothing."""

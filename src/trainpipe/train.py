@@ -14,6 +14,7 @@ from trainpipe.plan import JobPlan
 from trainpipe.records import (
     FitResult,
     identity,
+    log_best,
     log_lineage,
     make_tracker,
     register,
@@ -60,6 +61,7 @@ def run(cfg: DictConfig, plan: JobPlan) -> float | None:
             module, datamodule=datamodule, ckpt_path=str(start_from) if start_from else None
         )
         result = FitResult.of(trainer, conf["optimized_metric"])
+        log_best(plan, job.tracker, result, trainer.global_step)
         if conf["test_after_fit"]:
             result.test(trainer, module, datamodule)
         registering = job.rank_zero and register(plan, job.tracker, module, result)

@@ -92,6 +92,42 @@ def test_the_registered_version_carries_a_model_card_and_plots(workdir: Path, ru
         assert (card_dir / png).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_ui_opens_on_training_runs_and_shows_best_val_a_description_and_system_metrics(
+    workdir: Path, run
+) -> None:
+    client = client_for(workdir)
+    experiment = client.get_experiment_by_name("rows")
+    # MLflow 3's UI opens an experiment without this tag on its GenAI overview
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    metrics, tags = run.data.metrics, run.data.tags
+    val = {k for k in metrics if k.startswith("val/")}
+    assert val and {f"best/{k}" for k in val} <= set(metrics)
+    best_acc = metrics["best/val/acc"]
+    history = [m.value for m in client.get_metric_history(run.info.run_id, "val/acc")]
+    assert best_acc == pytest.approx(max(history))  # the kept checkpoint's, not the last one's
+    description = tags["mlflow.note.content"]
+    assert "`best/val/*`: the **best checkpoint** (by `val/acc` (max)" in description
+    assert "the run page shows the **last** one" in description
+    for key in ("cpu_utilization_percentage", "system_memory_usage_megabytes"):
+        assert f"system/{key}" in metrics, key
+
+
+def test_the_model_version_description_is_the_model_card_with_its_plots(
+    workdir: Path, run
+) -> None:
+    client = client_for(workdir)
+    version = client.get_model_version("rows", "1")
+    description, run_id = version.description, run.info.run_id
+    assert description.startswith(f"Trained by run [{run_id}](#/experiments/")
+    assert "# Model card: rows" in description and "## Metrics" in description
+    assert len(description) <= 5000  # what MLflow's SQL stores keep
+    for png in ("learning_curves.png", "confusion_matrix.png"):
+        image = f"(get-artifact?path=model_card/{png}&run_uuid={run_id})"
+        page = f"(#/experiments/{run.info.experiment_id}/runs/{run_id}/artifacts/model_card/{png})"
+        assert image in description and page in description, png
+    assert "model_card/model_card.md" in description  # the full card, linked
+
+
 def test_reproduce_on_the_cpu_gives_the_same_test_metrics(workdir: Path, run) -> None:
     result = run_cli(["reproduce", "models:/rows/1"], cwd=workdir)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from trainpipe.packaging import ModelPackage
@@ -20,6 +21,9 @@ from trainpipe.packaging import ModelPackage
 # challenger; `trainpipe models promote` makes a challenger the champion
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+# the version tag naming the model card (the same path in the package dir and the run's artifacts)
+CARD_TAG = "model_card"
+DESCRIPTION_LIMIT = 5000  # characters MLflow's SQL stores keep of a version's description
 
 
 def _requirements() -> list[str]:
@@ -78,17 +82,48 @@ def log_and_register(
     except mlflow.exceptions.MlflowException as err:
         if err.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+    experiment_id = client.get_run(run_id).info.experiment_id
+    description = version_description(
+        package_dir, version_tags.get(CARD_TAG), run_id, experiment_id
+    )
     version = client.create_model_version(
         model_name,
         source=info.model_uri,
         run_id=run_id,
         tags=tags,
-        description=f"trained by run {run_id}",
+        description=description,
         model_id=info.model_id,
     )
     # setting an alias moves it: the previous challenger stops being one
     client.set_registered_model_alias(model_name, CHALLENGER, version.version)
     return f"models:/{model_name}/{version.version}", str(version.version)
+
+
+def version_description(
+    package_dir: str | Path, card: str | None, run_id: str, experiment_id: str
+) -> str:
+    """The model version's description in the UI: the model card (markdown), its plots shown
+    from the run's artifacts and linked to them; the sections that do not fit MLflow's limit are
+    left to the full card, linked."""
+    run_page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    lead = f"Trained by run [{run_id}]({run_page})."
+    path = Path(package_dir) / card if card else None
+    if path is None or not path.is_file():
+        return lead
+    folder = PurePosixPath(card).parent
+
+    def artifact_links(found: re.Match) -> str:
+        caption, artifact = found[1], str(folder / found[2])
+        image = f"get-artifact?path={artifact}&run_uuid={run_id}"  # what the MLflow server serves
+        return f"[![{caption}]({image})]({run_page}/artifacts/{artifact})"
+
+    # images beside the card are artifacts of the run: the UI cannot resolve the bare file name
+    text = re.sub(r"!\[([^\]]*)\]\(([^)/:]+)\)", artifact_links, path.read_text())
+    full = f"{lead} The full card: [{card}]({run_page}/artifacts/{card}).\n\n"
+    sections = re.split(r"(?m)^(?=## )", text)
+    while len(full + "".join(sections)) > DESCRIPTION_LIMIT and len(sections) > 1:
+        sections.pop()  # the last sections (the training config) are in the full card
+    return (full + "".join(sections))[:DESCRIPTION_LIMIT]
 
 
 def registered_version(tracking_uri: str, model_name: str, run_id: str) -> str | None:

@@ -20,6 +20,9 @@ from trainpipe.tracking.journal import Journal
 log = logging.getLogger(__name__)
 
 RUN_KEY_TAG = "trainpipe.run_key"
+# MLflow 3's UI opens an experiment on its GenAI overview unless it is marked as model training
+# (the values its UI sets: genai_development | custom_model_development)
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 class Replayer:
@@ -130,9 +133,14 @@ def get_or_create_experiment(client: Any, name: str) -> str:
     if found is not None:
         if found.lifecycle_stage == "deleted":
             client.restore_experiment(found.experiment_id)
+        for key, value in EXPERIMENT_KIND.items():
+            if key not in found.tags:  # a kind someone chose in the UI stays
+                client.set_experiment_tag(found.experiment_id, key, value)
         return found.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=artifact_location(client, name))
+        return client.create_experiment(
+            name, artifact_location=artifact_location(client, name), tags=EXPERIMENT_KIND
+        )
     except Exception:  # created by another job between our lookup and create
         found = client.get_experiment_by_name(name)
         if found is None:
