@@ -107,6 +107,8 @@ def test_the_first_run_runs_every_stage_and_promotes_the_candidate(
     parent = client.get_run(first.parent_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["trainpipe.pipeline.outcome"] == "promoted"
+    # told apart in the UI's table by the data and the change
+    assert parent.info.run_name == f"rows-pipeline-{champion.tags['dataset_digest']}-1"
 
 
 def test_a_rerun_with_nothing_changed_reuses_every_stage_in_seconds(
@@ -114,6 +116,8 @@ def test_a_rerun_with_nothing_changed_reuses_every_stage_in_seconds(
 ) -> None:
     assert rerun.cached == STAGES
     assert "every stage cached" in rerun.result.stdout
+    name = client_for(workdir).get_run(rerun.parent_id).info.run_name
+    assert name.startswith("rows-pipeline-") and name.endswith("-2")  # the same data, again
     assert rerun.seconds < min(45.0, first.seconds / 2), (rerun.seconds, first.seconds)
     assert len(training_runs(workdir)) == 1  # nothing trained
     before, now = stage_runs(workdir, first.parent_id), stage_runs(workdir, rerun.parent_id)
@@ -165,6 +169,8 @@ def test_new_data_reruns_every_stage_and_the_refusal_says_how_to_force_it(
     # the champion was trained on other splits: its scores are not comparable, the gate refuses
     # (a normal outcome of the pipeline, exit 1 like `models promote`)
     assert (outcome, ran.result.returncode) == ("refused", 1), ran.result.stderr[-3000:]
+    digest = client.get_model_version("rows", "2").tags["dataset_digest"]
+    assert client.get_run(ran.parent_id).info.run_name == f"rows-pipeline-{digest}-1"
     assert "refused (why: below)" in ran.result.stdout
     refusal = ran.result.stderr[ran.result.stderr.index("trainpipe: version 2 of rows") :]
     assert "was trained on other splits" in refusal

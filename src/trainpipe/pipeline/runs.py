@@ -23,6 +23,7 @@ CACHED_TAG = "trainpipe.pipeline.cached"
 SOURCE_RUN_TAG = "trainpipe.pipeline.source_run"
 OUTPUT_TAG = "trainpipe.pipeline.output"
 OUTCOME_TAG = "trainpipe.pipeline.outcome"
+DATA_DIGEST_TAG = "trainpipe.pipeline.data_digest"  # on the parent run: the data it started from
 # what the output tag leaves out: bulky, and recorded elsewhere (the prepare run's dataset input)
 UNTAGGED = ("dataset", "input_tags")
 
@@ -41,6 +42,29 @@ def stage_tags(
         tags[SOURCE_RUN_TAG] = str(cached.run_id)
         tags["trainpipe.pipeline.source_pipeline_run"] = str(cached.pipeline_run_id)
     return tags
+
+
+def parent_run_name(pipeline: Pipeline) -> str:
+    """`<data>-pipeline-<data digest>-<n>`, n counting the pipeline runs of the same data in the
+    experiment: runs are told apart in the UI's table by what they were run on, and in order."""
+    prefix = f"{pipeline.conf['data']['name']}-pipeline-{pipeline.data_digest}"
+    try:
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=pipeline.tracking_uri)
+        experiment = client.get_experiment_by_name(pipeline.experiment)
+        earlier = (
+            client.search_runs(
+                [experiment.experiment_id],
+                filter_string=f"tags.`{DATA_DIGEST_TAG}` = '{pipeline.data_digest}'",
+                max_results=10000,
+            )
+            if experiment is not None
+            else []
+        )
+    except Exception:  # MLflow not answering: open_parent reports it
+        earlier = []
+    return f"{prefix}-{len(earlier) + 1}"
 
 
 class Recorder:
@@ -64,7 +88,8 @@ class Recorder:
     def open_parent(self, tags: dict[str, str], params: dict[str, Any]) -> str:
         """The pipeline's parent run; JobFailed if MLflow does not answer (every later stage
         needs its registry, and the stages' runs need the parent's id)."""
-        self.parent = self._tracker("pipeline", f"pipeline {self.pipeline.run_dir.name}", tags)
+        tags = {**tags, DATA_DIGEST_TAG: self.pipeline.data_digest}
+        self.parent = self._tracker("pipeline", parent_run_name(self.pipeline), tags)
         if self.parent.run_id is None:
             raise JobFailed(
                 f"MLflow at {self.pipeline.tracking_uri} is not answering; the pipeline needs "
