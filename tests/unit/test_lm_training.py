@@ -64,7 +64,8 @@ class HostReadCounter(Callback):
     """Host reads per optimizer step of the fit (from one batch start to the next), by site.
 
     Usable from the CLI too: `+callbacks.host_reads={_target_: tests.unit.test_lm_training.
-    HostReadCounter, path: reads.json}` writes {global step: [sites]} when training ends.
+    HostReadCounter, path: reads.json}` writes {global step: [sites]} when training ends (each
+    rank of a multi-process job to its own file: reads.rank<N>.json).
     """
 
     def __init__(self, path: str | None = None) -> None:
@@ -89,7 +90,10 @@ class HostReadCounter(Callback):
         self._close()
         self.mode.__exit__(None, None, None)
         if self.path:
-            Path(self.path).write_text(json.dumps(self.steps))
+            path = Path(self.path)
+            if trainer.world_size > 1:
+                path = path.with_suffix(f".rank{trainer.global_rank}{path.suffix}")
+            path.write_text(json.dumps(self.steps))
 
 
 def tiny_lm(tmp_path: Path, *overrides: str) -> tuple[Any, Any, Any]:
