@@ -4,7 +4,8 @@ A window is seq_len + 1 consecutive tokens starting at some offset; the sampler 
 offsets each step reads, the dataset cuts a whole batch with one numpy gather.
 - train: each epoch takes non-overlapping windows at `offset + k * seq_len`, with `offset` drawn in
   [0, seq_len) from (seed, epoch), so the cut points move between epochs; the windows are shuffled,
-  padded and dealt out per rank exactly like `EpochBatchSampler` rows (resumable mid-epoch);
+  padded and dealt out per rank exactly like `EpochBatchSampler` rows (resumable mid-epoch), and
+  the epoch's smaller last batch is dropped: a compiled GPT sees one batch shape, never recompiles;
 - val/test: fixed windows from offset 0, in order, no padding: every window is scored once across
   ranks and the loss is comparable between runs.
 On a GPU a token array that fits is kept there and windows are cut on the device
@@ -111,6 +112,7 @@ class WindowBatchSampler(EpochBatchSampler):
             rank=rank,
             world_size=world_size,
             pad=shuffle,
+            drop_last=shuffle,
         )
         self.seq_len = seq_len
         # the last window must end inside the array: start + seq_len <= num_tokens - 1
