@@ -38,6 +38,16 @@ def test_batches_are_int64_windows_with_targets_shifted_by_one(tokens: np.memmap
         assert torch.equal(x, x[:, :1] + torch.arange(SEQ))
 
 
+def test_host_batches_are_contiguous_so_pinned_copies_go_straight_to_the_gpu(
+    tokens: np.memmap,
+) -> None:
+    """Issue 20, item 8: a strided view ([B, T+1][:, :-1]) is copied to a GPU through a pageable,
+    contiguous temporary (a blocking copy), pinned or not; each half must be contiguous itself."""
+    for x, y in window_loader(tokens, SEQ, 8, True, 0):
+        assert x.is_contiguous() and y.is_contiguous()
+        assert x.untyped_storage().nbytes() == y.untyped_storage().nbytes() == x.numel() * 8
+
+
 def test_eval_windows_are_scored_once_across_ranks_without_padding(tokens: np.memmap) -> None:
     per_rank = [
         starts(window_loader(tokens, SEQ, 5, shuffle=False, seed=0, rank=r, world_size=2))
