@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import run_cli, run_without_pickle, torchrun, with_empty_store
+from tests.conftest import REPO, run_cli, run_without_pickle, torchrun, with_empty_store
 from tests.integration.mlflow_store import metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
@@ -213,11 +213,20 @@ def test_a_killed_job_resumes_bit_for_bit(tmp_path: Path) -> None:
     assert len(runs_of(tmp_path / "killed", "stdlib_gpt")) == 1
 
 
+# per-step host reads that stay with two processes: the divergence guard reads each loss on the
+# CPU on purpose (free there; on a GPU it reads once per log window); Adam's host step counters
+PER_STEP_ON_CPU = {"trainpipe/callbacks/divergence.py"}
+HOST_SIDE = ("torch/optim/",)
+
+
 def test_two_processes_with_batch_b_train_like_one_with_2b(tmp_path: Path) -> None:
+    """…and with two processes no step between log windows reads the device: neither the stop
+    vote of the preemption handler nor Lightning's per-step SIGTERM broadcast (issue 20, item 1)."""
     common = [
         *TINY_LM,
         "trainer.max_steps=6",
         "trainer.val_check_interval=6",
+        "trainer.log_every_n_steps=3",
         "test_after_fit=false",
         "logger=none",
         "run_name=cmp",
@@ -226,12 +235,29 @@ def test_two_processes_with_batch_b_train_like_one_with_2b(tmp_path: Path) -> No
     (tmp_path / "two").mkdir()
     one = run_cli(["train", "trainer=cpu", *common, "data.batch_size=8"], cwd=tmp_path / "one")
     assert one.returncode == 0, one.stderr[-3000:]
+    reads = tmp_path / "reads.json"
+    counter = "tests.unit.test_lm_training.HostReadCounter"
     two = torchrun(
         # per process: 2 × 4 = the single process's 8
-        ["train", "trainer=ddp_cpu", *common, "data.batch_size=4"],
+        [
+            "train",
+            "trainer=ddp_cpu",
+            *common,
+            "data.batch_size=4",
+            f"+callbacks.host_reads._target_={counter}",
+            f"+callbacks.host_reads.path={reads}",
+        ],
         tmp_path / "two",
+        PYTHONPATH=str(REPO),
     )
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
     for name, tensor in a.items():
         assert torch.allclose(tensor, b[name], atol=1e-5), name
+    for rank in (0, 1):
+        steps = json.loads((tmp_path / f"reads.rank{rank}.json").read_text())
+        assert sorted(map(int, steps)) == list(range(1, 7))
+        for step in ("1", "2", "4", "5"):  # neither a log window (3, 6) nor validation (6)
+            sites = [s for s in steps[step] if not s.startswith(HOST_SIDE)]
+            assert set(sites) <= PER_STEP_ON_CPU, f"rank {rank} step {step} read at {sites}"
+            assert len(sites) <= 1, f"rank {rank} step {step}: {sites}"

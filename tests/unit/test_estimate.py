@@ -66,6 +66,18 @@ def test_activation_per_layer_follows_korthikanti_with_flash_attention() -> None
     assert two.activations - one.activations == 34 * s * b * h + 4 * a * s * b
 
 
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true", "bf16-true"])
+def test_logits_are_counted_at_their_peak_in_the_loss_backward(precision: str) -> None:
+    """Issue 20, item 11: at the loss's backward the fp32 log-softmax, the gradient into it and
+    the gradient out of it are held at once: 12 bytes per logit, whatever the precision (counting
+    the forward's 10 left gpt2_124m's batch of 16 ~1.5 GiB short)."""
+    est = estimate(GPT2_SMALL, _run(micro_batch=16, precision=precision))
+    elements = 16 * 1024 * 50304  # padded vocabulary
+    assert est.memory.logits == 12 * elements
+    if precision == "bf16-mixed":
+        assert (12 - 10) * elements / 2**30 == pytest.approx(1.53, abs=0.01)
+
+
 def test_activation_checkpointing_lowers_activations_only() -> None:
     full = estimate(GPT2_SMALL, _run(activation_checkpointing=False))
     ckpt = estimate(GPT2_SMALL, _run(activation_checkpointing=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -143,3 +144,46 @@ def test_resume_checkpoint_runs_its_hooks_before_each_save_and_keeps_the_newest(
     # each hook ran before its own checkpoint existed
     assert calls == [(2, []), (4, [2]), (5, [4, 2])]
     assert [step for step, _ in step_checkpoints(tmp_path)] == [5, 4]  # keep_last=2
+
+
+class FakeCuda:
+    """torch.cuda's RNG primitives for `count` visible GPUs, on a machine with none: each device
+    keeps its own state, and asking for a device that is not there fails as CUDA does."""
+
+    def __init__(self, count: int, current: int = 0) -> None:
+        self.count, self.current = count, current
+        self.states = [torch.tensor([i], dtype=torch.uint8) for i in range(count)]
+
+    def _index(self, device: Any) -> int:
+        index = self.current if device in ("cuda", None) else int(getattr(device, "index", device))
+        if index >= self.count:
+            raise IndexError(f"CUDA device {index} of {self.count}")
+        return index
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name, value in {
+            "is_available": lambda: True,
+            "is_initialized": lambda: True,
+            "device_count": lambda: self.count,
+            "current_device": lambda: self.current,
+            "get_rng_state": lambda device="cuda": self.states[self._index(device)].clone(),
+            "set_rng_state": lambda state, device="cuda": self.states.__setitem__(
+                self._index(device), state.clone()
+            ),
+        }.items():
+            monkeypatch.setattr(torch.cuda, name, value)
+
+
+def test_rng_of_a_rank_on_gpu_3_of_4_resumes_on_a_node_with_one_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 20, item 7: the state saved is the rank's own device's, and it restores there,
+    whatever the number of GPUs visible now (one state per visible GPU would fail by index)."""
+    saved_on = FakeCuda(count=4, current=3)
+    saved_on.install(monkeypatch)
+    saved_on.states[3] = torch.tensor([42], dtype=torch.uint8)
+    state = rng.capture()
+    resumed_on = FakeCuda(count=1, current=0)
+    resumed_on.install(monkeypatch)
+    rng.restore(state)
+    assert resumed_on.states[0].tolist() == [42]

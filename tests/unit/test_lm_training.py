@@ -64,7 +64,8 @@ class HostReadCounter(Callback):
     """Host reads per optimizer step of the fit (from one batch start to the next), by site.
 
     Usable from the CLI too: `+callbacks.host_reads={_target_: tests.unit.test_lm_training.
-    HostReadCounter, path: reads.json}` writes {global step: [sites]} when training ends.
+    HostReadCounter, path: reads.json}` writes {global step: [sites]} when training ends (each
+    rank of a multi-process job to its own file: reads.rank<N>.json).
     """
 
     def __init__(self, path: str | None = None) -> None:
@@ -89,7 +90,10 @@ class HostReadCounter(Callback):
         self._close()
         self.mode.__exit__(None, None, None)
         if self.path:
-            Path(self.path).write_text(json.dumps(self.steps))
+            path = Path(self.path)
+            if trainer.world_size > 1:
+                path = path.with_suffix(f".rank{trainer.global_rank}{path.suffix}")
+            path.write_text(json.dumps(self.steps))
 
 
 def tiny_lm(tmp_path: Path, *overrides: str) -> tuple[Any, Any, Any]:
@@ -209,3 +213,30 @@ def test_adamw_is_fused_on_cuda_unless_the_config_decides() -> None:
     assert with_fused_default(foreach, cuda) is foreach
     no_fused_kernel = functools.partial(torch.optim.LBFGS, lr=0.1)
     assert with_fused_default(no_fused_kernel, cuda) is no_fused_kernel
+
+
+@pytest.mark.slow  # ~13 s: compiles (aot_eager) and trains two epochs
+def test_a_compiled_gpt_never_recompiles_over_two_epochs(tmp_path: Path) -> None:
+    """The epoch's smaller last batch is dropped (issue 20, item 2): one training graph, reused by
+    every step of both epochs, never replaced by a dynamic-shape one."""
+    module, loader, _ = tiny_lm(tmp_path, "model.compile=true", "data.batch_size=100")
+    module.compile_backend = "aot_eager"
+    per_epoch = len(loader)
+    windows = loader.batch_sampler.num_rows
+    assert windows % 100, "the split must leave a partial batch for this test to mean anything"
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    trainer = lightning.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, loader)
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    assert trainer.global_step == 2 * per_epoch == 2 * (windows // 100)

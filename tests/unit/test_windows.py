@@ -38,6 +38,16 @@ def test_batches_are_int64_windows_with_targets_shifted_by_one(tokens: np.memmap
         assert torch.equal(x, x[:, :1] + torch.arange(SEQ))
 
 
+def test_host_batches_are_contiguous_so_pinned_copies_go_straight_to_the_gpu(
+    tokens: np.memmap,
+) -> None:
+    """Issue 20, item 8: a strided view ([B, T+1][:, :-1]) is copied to a GPU through a pageable,
+    contiguous temporary (a blocking copy), pinned or not; each half must be contiguous itself."""
+    for x, y in window_loader(tokens, SEQ, 8, True, 0):
+        assert x.is_contiguous() and y.is_contiguous()
+        assert x.untyped_storage().nbytes() == y.untyped_storage().nbytes() == x.numel() * 8
+
+
 def test_eval_windows_are_scored_once_across_ranks_without_padding(tokens: np.memmap) -> None:
     per_rank = [
         starts(window_loader(tokens, SEQ, 5, shuffle=False, seed=0, rank=r, world_size=2))
@@ -57,8 +67,28 @@ def test_train_ranks_take_equal_steps_over_non_overlapping_windows(tokens: np.me
     taken = [s for loader in loaders for s in starts(loader)]
     offset = taken[0] % SEQ
     assert all(s % SEQ == offset for s in taken)  # one cut point per epoch: no overlap
-    assert len(set(taken)) == (len(tokens) - SEQ) // SEQ  # every window (padding repeats a few)
+    # 61 windows padded to 63, 21 a rank: 5 full batches each, the one-window batch dropped
+    assert steps == [5, 5, 5]
+    assert len(set(taken)) == len(taken) == 60  # all but the dropped windows, none repeated
     assert max(taken) + SEQ <= len(tokens) - 1
+
+
+def test_every_training_batch_is_full_so_a_compiled_model_sees_one_shape(
+    tokens: np.memmap,
+) -> None:
+    for world_size, batch_size in ((1, 8), (2, 5), (3, 7)):
+        for rank in range(world_size):
+            loader = window_loader(
+                tokens, SEQ, batch_size, True, 0, rank=rank, world_size=world_size
+            )
+            for epoch in range(3):
+                loader.batch_sampler.set_epoch(epoch)
+                shapes = {tuple(x.shape) for x, _ in loader}
+                assert shapes == {(batch_size, SEQ)}, (world_size, rank, epoch)
+                assert len(loader) == len(list(loader.batch_sampler))
+    # evaluation keeps its last, smaller batch: every window is scored
+    evaluation = window_loader(tokens, SEQ, 8, False, 0)
+    assert [len(x) for x, _ in evaluation][-1] == 62 % 8
 
 
 def test_epoch_order_is_a_function_of_seed_and_epoch_only(tokens: np.memmap) -> None:

@@ -4,6 +4,9 @@
 - train: one seeded permutation per epoch, padded to a multiple of the world size (every rank
   takes the same number of steps) and dealt out rank::world_size, as DistributedSampler does;
 - val/test: no padding, so no row is counted twice and metrics equal the whole-split value;
+- `drop_last` (token windows' training): an epoch's smaller last batch is left out when there is a
+  full one, so every step has the same shape and a compiled model never recompiles for it (the
+  rows left out change with each epoch's shuffle);
 - `state_dict()` records how many batches of the current epoch were served, and a restored
   sampler skips exactly those: a resumed job sees the rows it would have seen.
 """
@@ -27,6 +30,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         rank: int = 0,
         world_size: int = 1,
         pad: bool = True,
+        drop_last: bool = False,
     ) -> None:
         self.num_rows = num_rows
         self.batch_size = batch_size
@@ -35,6 +39,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.rank = rank
         self.world_size = world_size
         self.pad = pad
+        self.drop_last = drop_last
         self.epoch = 0
         self.served = 0  # batches of `epoch` handed out so far
         self.in_flight = (
@@ -62,6 +67,8 @@ class EpochBatchSampler(Sampler[list[int]]):
             per_rank = -(-self.num_rows // self.world_size)
         else:
             per_rank = len(range(self.rank, self.num_rows, self.world_size))
+        if self.drop_last and per_rank >= self.batch_size:
+            return per_rank // self.batch_size
         return -(-per_rank // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -69,6 +76,8 @@ class EpochBatchSampler(Sampler[list[int]]):
         batches = [
             indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)
         ]
+        if self.drop_last and len(batches) > 1 and len(batches[-1]) < self.batch_size:
+            batches.pop()
         start = 0
         if self._resume_at is not None and self._resume_at[0] == self.epoch:
             start = min(self._resume_at[1], len(batches))

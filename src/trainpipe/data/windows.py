@@ -4,7 +4,8 @@ A window is seq_len + 1 consecutive tokens starting at some offset; the sampler 
 offsets each step reads, the dataset cuts a whole batch with one numpy gather.
 - train: each epoch takes non-overlapping windows at `offset + k * seq_len`, with `offset` drawn in
   [0, seq_len) from (seed, epoch), so the cut points move between epochs; the windows are shuffled,
-  padded and dealt out per rank exactly like `EpochBatchSampler` rows (resumable mid-epoch);
+  padded and dealt out per rank exactly like `EpochBatchSampler` rows (resumable mid-epoch), and
+  the epoch's smaller last batch is dropped: a compiled GPT sees one batch shape, never recompiles;
 - val/test: fixed windows from offset 0, in order, no padding: every window is scored once across
   ranks and the loss is comparable between runs.
 On a GPU a token array that fits is kept there and windows are cut on the device
@@ -44,13 +45,17 @@ class TokenWindows(Dataset):
         self._span = torch.arange(self.seq_len + 1, device=device)
 
     def __getitems__(self, starts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(self.tokens, torch.Tensor):
+        if isinstance(self.tokens, torch.Tensor):  # on the device: views cost nothing there
             rows = device_indices(starts, self.tokens.device)
             batch = self.tokens[rows[:, None] + self._span].long()
-        else:
-            block = self.tokens[np.asarray(starts)[:, None] + self._span].astype(np.int64)
-            batch = torch.from_numpy(block)
-        return batch[:, :-1], batch[:, 1:]
+            return batch[:, :-1], batch[:, 1:]
+        # on the host, bound for a device: each half contiguous, so the pinned copy goes straight
+        # to the GPU (a strided view would be made contiguous in pageable memory first, a copy
+        # that waits for the GPU); the same one cast per token as slicing a cast block
+        block = self.tokens[np.asarray(starts)[:, None] + self._span]
+        halves = (block[:, :-1], block[:, 1:])
+        inputs, targets = (torch.from_numpy(np.ascontiguousarray(h, np.int64)) for h in halves)
+        return inputs, targets
 
     def __getitem__(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.__getitems__([start])
@@ -111,6 +116,7 @@ class WindowBatchSampler(EpochBatchSampler):
             rank=rank,
             world_size=world_size,
             pad=shuffle,
+            drop_last=shuffle,
         )
         self.seq_len = seq_len
         # the last window must end inside the array: start + seq_len <= num_tokens - 1

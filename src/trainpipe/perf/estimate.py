@@ -23,8 +23,12 @@ plus its fp32 log-sum-exp (4·a·s·b). The 34 is 16 stored s·b·h tensors at 2
 1-byte dropout masks, so it is scaled by the element size (4 bytes for 32-true). Around the
 blocks: the final LayerNorm's and the LM head's inputs and the embedding dropout mask. With
 activation checkpointing only each block's input is kept, plus one block's full activations
-while it is recomputed. Logits [b, s, padded vocab]: the head's output in the compute dtype, its
-fp32 copy for the loss and the fp32 log-softmax saved for the backward.
+while it is recomputed. Logits [b, s, padded vocab], 12 bytes an element at their peak, which is
+in the loss's backward (every activation is still held then): the fp32 log-softmax saved by the
+forward, the fp32 gradient coming into it from the NLL and the fp32 gradient it produces. (The
+forward's own peak is lower: the head's output in the compute dtype, its fp32 copy and the
+log-softmax, 10 bytes under 16-bit autocast, 8 in fp32.) Not yet checked against a measured GPU
+peak (docs/benchmarks.md).
 
 Time at an assumed MFU uses model FLOPs (6·N + attention), so checkpointing's recomputation
 does not show up as time here: it shows up as a lower MFU on the real machine.
@@ -178,8 +182,10 @@ def _memory(model: ModelShape, run: RunShape, params_total: int) -> Memory:
         working = params_total * p.working
     vocab = flops.padded_vocab_size(model.vocab_size)
     logit_elements = run.micro_batch * model.seq_len * vocab
-    # head output (compute dtype) + its fp32 copy for the loss (none if already fp32) + log-softmax
-    logit_bytes = p.compute + (4 if p.compute != 4 else 0) + 4
+    # forward: head output (compute dtype) + its fp32 copy (none if already fp32) + log-softmax;
+    # the loss's backward: saved log-softmax + the gradients into and out of it, all fp32
+    forward_bytes = p.compute + (4 if p.compute != 4 else 0) + 4
+    logit_bytes = max(forward_bytes, 3 * 4)
     return Memory(
         weights=params_total * p.weights / shards,
         working_weights=working,

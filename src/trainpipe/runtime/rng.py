@@ -2,6 +2,10 @@
 
 States are stored as tensors, ints and tuples only, so checkpoints still load with
 `weights_only=True` (numpy's state is converted from its ndarray form).
+
+CUDA: the state of this process's own device only (a rank draws on no other GPU), so a job
+resumes on a machine with fewer visible GPUs, or at another world size; checkpoints from before
+kept one state per visible GPU (`cuda`), of which the current device's is restored if it exists.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ def capture() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda_device"] = torch.cuda.get_rng_state(torch.cuda.current_device())
     return state
 
 
@@ -38,8 +42,13 @@ def restore(state: dict[str, Any]) -> None:
         (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
     )
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if not torch.cuda.is_available():
+        return
+    device = torch.cuda.current_device()
+    if "cuda_device" in state:
+        torch.cuda.set_rng_state(state["cuda_device"], device)
+    elif device < len(state.get("cuda", ())):  # an older checkpoint: one state per visible GPU
+        torch.cuda.set_rng_state(state["cuda"][device], device)
 
 
 def _as_tuples(value: Any) -> Any:

@@ -2,8 +2,8 @@
 
 Logged: `train/loss` per step; `<stage>/loss`, `<stage>/ppl` and `<stage>/bpb` (bits per byte of
 text, comparable across tokenizers) per evaluation, over every window of the split. Gradient
-clipping happens here rather than in the Trainer, so it works with a fused AdamW under
-bf16-mixed (Lightning refuses `gradient_clip_val` with optimizers that unscale internally).
+clipping (`model.grad_clip`) happens here rather than in the Trainer, as in every task
+(optim.py: `clip_gradients`): it works with a fused AdamW under mixed precision.
 
 Speed (docs/gpu.md): nothing in a training step reads a value back to the host, so the GPU never
 waits for Python: the loss stays on the device and Lightning reads it once per log window.
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from trainpipe.optim import with_fused_default
+from trainpipe.optim import clip_gradients, with_fused_default
 from trainpipe.tasks.lm.gpt import GPT, GPTConfig
 
 EVAL_STAGES = ("val", "test")
@@ -164,9 +164,8 @@ class LanguageModule(L.LightningModule):
     def configure_gradient_clipping(
         self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
     ) -> None:
-        if self.grad_clip:
-            # returns the norm as a tensor and leaves it there: reading it would sync
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        # unscaled first under 16-mixed, FSDP1's global norm, no device read (optim.py)
+        clip_gradients(self, optimizer, self.grad_clip)
 
     # -- weights for packages and exports ------------------------------------------------
     def portable_state_dict(self) -> dict[str, Tensor]:

@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from torchmetrics import Metric
 
-from trainpipe.optim import with_fused_default
+from trainpipe.optim import clip_gradients, with_fused_default
 from trainpipe.tasks.tabular.model import FeatureModel
 
 EVAL_STAGES = ("val", "test")
@@ -99,6 +99,13 @@ class TabularModule(L.LightningModule):
                 "interval": "epoch",
             },
         }
+
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
+    ) -> None:
+        # `trainer.gradient_clip_val`, clipped here as every task does (optim.py): Lightning's own
+        # clipping refuses the fused AdamW used on GPUs under mixed precision
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # what `trainpipe eval`, `trainpipe export` and the registry need to rebuild the model
