@@ -1,7 +1,8 @@
 """Build the lightning.Trainer of a job: config callbacks + the runner's own, logger, checkpoint IO.
 
 The runner's callbacks are always there: run identity (MLflow run id + config fingerprint in
-every checkpoint), resume checkpoints, preemption handling, the divergence guard, and Optuna
+every checkpoint), resume checkpoints, preemption handling, the divergence guard, a validation
+of the final weights (callbacks/final_validation.py), and Optuna
 pruning when the job is a trial of an Optuna sweep. Every object comes from its config node
 through `instantiate_checked` (arguments checked against the target's signature first).
 
@@ -25,6 +26,7 @@ from trainpipe.runtime.launch import torchrun_devices, torchrun_world
 def build_trainer(
     cfg: DictConfig, plan: JobPlan, job: Job, run_id: str | None, model_fingerprint: str
 ) -> Any:
+    from trainpipe.callbacks.final_validation import FinalValidation
     from trainpipe.callbacks.preemption import PreemptionHandler
     from trainpipe.callbacks.run_identity import RunIdentity
     from trainpipe.runtime.checkpoint_io import AtomicCheckpointIO
@@ -47,6 +49,7 @@ def build_trainer(
         divergence,
         resume_checkpoint,
         PreemptionHandler(resume_checkpoint.save, job.signals),
+        FinalValidation(),
     ]
     trial = current_trial(cfg)
     if trial is not None:

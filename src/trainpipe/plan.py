@@ -65,6 +65,7 @@ def plan_train(cfg: DictConfig) -> JobPlan:
         settled["optimized_metric"] = task.objective.metric
     if conf["optimized_mode"] == "auto":
         settled["optimized_mode"] = task.objective.mode
+    settled.update(task.trainer_defaults(conf))
     settle(cfg, settled)
     conf = resolve(cfg)
     prepared = task.prepare(conf)

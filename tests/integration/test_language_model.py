@@ -29,7 +29,7 @@ TINY_LM = [
     "model.scheduler.warmup_steps=5",
     "model.optimizer.lr=0.003",
     "trainer.max_steps=60",
-    "trainer.val_check_interval=30",
+    "trainer.val_check_interval=null",  # the default of a run without an experiment config
     "trainer.limit_val_batches=20",
     "trainer.limit_test_batches=20",
     "trainer.log_every_n_steps=1",
@@ -60,8 +60,10 @@ def test_the_model_learns_real_text_to_below_the_unigram_baseline(trained: Path)
     )
     assert {"test/loss", "test/ppl", "test/bpb", "perf/tokens_per_s"} <= set(run.data.metrics)
     (job_dir,) = (trained / "outputs" / "train" / "stdlib_gpt").iterdir()
+    # max_steps ends inside the first epoch: validated every tenth of the run (the default)
+    assert run.data.params["trainer.val_check_interval"] == "6"
     samples = sorted((job_dir / "samples").glob("step-*.txt"))
-    assert [p.name for p in samples] == ["step-00000030.txt", "step-00000060.txt"]
+    assert [p.name for p in samples] == [f"step-{s:08d}.txt" for s in range(6, 61, 6)]
     assert "models:/stdlib_gpt/1" in (trained / "train.out").read_text()
 
 
@@ -141,11 +143,13 @@ def test_fine_tuning_starts_from_a_local_hugging_face_checkpoint(workdir: Path) 
         *TINY_LM,
         "model.init_from=hf_gpt2",
         "trainer.max_steps=4",
-        "trainer.val_check_interval=4",
+        "trainer.val_check_interval=3",
     ]
     result = run_cli(["train", *args], cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     (job_dir,) = (workdir / "outputs" / "train" / "stdlib_gpt").iterdir()
+    samples = sorted(p.name for p in (job_dir / "samples").glob("step-*.txt"))
+    assert samples == ["step-00000003.txt", "step-00000004.txt"]  # the final weights too
     spec = json.loads((job_dir / "model" / "spec.json").read_text())
     assert (spec["gpt"]["n_layer"], spec["gpt"]["d_model"], spec["gpt"]["seq_len"]) == (1, 32, 64)
     too_long = run_cli(["train", *args, "model.seq_len=256"], cwd=workdir)

@@ -97,6 +97,13 @@ try:
 except Exception as err:
     errors.append(str(err))
 values = d.predict(diabetes.drop(columns="target").head(5))
+refused = {}  # serving never guesses: a NaN row, a column of words
+for name, model, frame in (("wine", w, x), ("diabetes", d, diabetes.drop(columns="target").head(5))):
+    for case, bad in (("nan", frame.assign(**{frame.columns[1]: np.nan})), ("words", frame.assign(**{frame.columns[2]: "n/a"}))):
+        try:
+            refused[f"{name} {case}"] = repr(model.predict(bad).tolist())
+        except Exception as err:
+            refused[f"{name} {case}"] = str(err)
 print(json.dumps({
     "labels": [int(v) for v in labels],
     "label_type": type(labels.iloc[0]).__name__,
@@ -108,6 +115,7 @@ print(json.dumps({
     "missing": errors,
     "values": [float(v) for v in values],
     "value_dtype": str(values.dtype),
+    "refused": refused,
 }))
 """
 
@@ -119,6 +127,11 @@ def test_registered_models_take_what_users_hand_them_without_pickle(trained: Pat
     assert out["int_frame"] is True and out["row"] == out["labels"][:1]
     assert len(out["missing"]) == 1 and "alcohol" in out["missing"][0]
     assert out["value_dtype"] == "float64" and all(25 < v < 350 for v in out["values"])
+    refused = out["refused"]
+    assert "NaN/inf) in column(s) ['malic_acid']" in refused["wine nan"]
+    assert "NaN/inf) in column(s) ['sex']" in refused["diabetes nan"]
+    assert "input column 'ash' must hold numbers, got 'n/a'" in refused["wine words"]
+    assert "input column 'bmi' must hold numbers, got 'n/a'" in refused["diabetes words"]
 
 
 def test_model_files_are_readable_by_others(trained: Path) -> None:

@@ -5,13 +5,18 @@ users hand it."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import lightning
 import pandas as pd
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 
+from trainpipe.callbacks.final_validation import FinalValidation
 from trainpipe.config.compose import compose
-from trainpipe.config.validate import resolve
+from trainpipe.config.targets import instantiate_checked
+from trainpipe.config.validate import resolve, validate
 from trainpipe.errors import ConfigError
 from trainpipe.tasks import get_task
 
@@ -96,8 +101,6 @@ def test_the_package_rebuilds_the_same_generator_and_takes_prompts_any_way(tmp_p
 
 
 def test_text_data_needs_a_language_model_and_d_model_must_split_into_heads(tmp_path: Path) -> None:
-    from trainpipe.config.validate import validate
-
     corpus = tmp_path / "c.txt"
     corpus.write_text("hello world\n")
     with pytest.raises(ConfigError, match="text data trains a language model: use model=gpt"):
@@ -116,5 +119,76 @@ def test_text_data_needs_a_language_model_and_d_model_must_split_into_heads(tmp_
             ),
             "train",
         )
-    with pytest.raises(ConfigError, match="trainer.max_steps: model.scheduler warmup_cosine needs"):
-        validate(compose("train", ["data=text", f"data.path={corpus}", "model=gpt"]), "train")
+    with pytest.raises(ConfigError, match="model.scheduler.total_steps: must be the run's length"):
+        validate(
+            compose(
+                "train",
+                ["data=text", f"data.path={corpus}", "model=gpt", "model.scheduler.total_steps=0"],
+            ),
+            "train",
+        )
+
+
+class ValidationSteps(Callback):
+    """The global steps at which validation ran."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        self.steps.append(trainer.global_step)
+
+
+def fit_tiny(
+    tmp_path: Path, trainer_args: dict[str, Any], *overrides: str
+) -> tuple[Any, list[int]]:
+    """Fit a tiny GPT on a tiny corpus with the default early stopping; (trainer, val steps)."""
+    task, cfg, conf, prepared = lm_plan(
+        tmp_path, "optimized_metric=val/loss", "optimized_mode=min", *overrides
+    )
+    validate(cfg, "train")
+    module = task.build_module(cfg.model, task.data_spec(prepared))
+    validations = ValidationSteps()
+    stopping = instantiate_checked(cfg.callbacks.early_stopping, "callbacks.early_stopping")
+    trainer = lightning.Trainer(
+        callbacks=[FinalValidation(), stopping, validations],
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **trainer_args,
+    )
+    trainer.fit(module, datamodule=task.datamodule(prepared, conf["data"]))
+    return trainer, validations.steps
+
+
+def test_a_run_validates_by_steps_and_always_validates_its_final_weights(tmp_path: Path) -> None:
+    task = get_task("lm")
+    trainer = {"max_steps": 60, "val_check_interval": None, "accumulate_grad_batches": 2}
+    assert task.trainer_defaults({"trainer": trainer}) == {
+        "trainer.val_check_interval": 12,  # a tenth of the run, in batches (2 per step)
+        "trainer.check_val_every_n_epoch": None,  # counted across epochs
+    }
+    # max_steps ends inside the first epoch, between two validation points: no epoch-end
+    # validation, yet the final weights are validated and early stopping never lacks its metric
+    _, steps = fit_tiny(
+        tmp_path,
+        {"max_steps": 5, "val_check_interval": 3, "check_val_every_n_epoch": None},
+        "trainer.max_steps=5",
+    )
+    assert steps == [3, 5]
+
+
+def test_without_max_steps_the_schedule_spans_max_epochs_times_the_epoch(tmp_path: Path) -> None:
+    trainer, steps = fit_tiny(
+        tmp_path,
+        {"max_epochs": 2, "limit_train_batches": 3},
+        "trainer.max_epochs=2",
+        "model.scheduler.warmup_steps=1",
+    )
+    assert steps == [3, 6]  # every epoch end
+    (config,) = trainer.lr_scheduler_configs
+    factor = config.scheduler.lr_lambdas[0]
+    assert factor(6) == pytest.approx(0.1) and factor(5) > 0.1  # the floor at the run's last step

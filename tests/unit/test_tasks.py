@@ -96,3 +96,16 @@ def test_the_predictor_takes_names_arrays_lists_and_rows(tmp_path: Path) -> None
     assert set(expected) <= {"kind0", "kind1", "kind2"}
     with pytest.raises(ValueError, match=r"missing feature column\(s\) \['c'\]"):
         predictor.predict(frame.drop(columns="c"))
+    # what training refused is refused here too, naming the columns: no guess for a NaN row
+    holes = frame.copy()
+    holes.loc[3, "b"] = np.nan
+    holes.loc[5, "d"] = np.inf
+    with pytest.raises(ValueError, match=r"NaN/inf\) in column\(s\) \['b', 'd'\] \(2 row"):
+        predictor.predict(holes)
+    with pytest.raises(ValueError, match=r"column\(s\) \['a'\]"):
+        predictor.predict([[None, 1.0, 2.0, 3.0]])
+    words = frame.assign(c="tall")
+    with pytest.raises(ValueError, match="input column 'c' must hold numbers, got 'tall'"):
+        predictor.predict(words)
+    with pytest.raises(ValueError, match="input column 'c' must hold numbers"):
+        predictor.predict(words.to_numpy())

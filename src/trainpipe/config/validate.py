@@ -160,13 +160,12 @@ def _check_training(conf: dict[str, Any], data: dict[str, Any]) -> None:
             "set model.grad_clip instead",
         )
     scheduler = conf["model"].get("scheduler") or {}
-    if "total_steps" in scheduler and not (
-        isinstance(scheduler["total_steps"], int) and scheduler["total_steps"] >= 1
-    ):
+    total = scheduler.get("total_steps", -1)  # -1: max_epochs × steps per epoch (the module's)
+    if not (isinstance(total, int) and (total >= 1 or total == -1)):
         raise ConfigError(
-            "trainer.max_steps",
-            f"model.scheduler {scheduler['_target_'].rpartition('.')[2]} needs the run's length in optimizer "
-            f"steps: set trainer.max_steps (got {scheduler['total_steps']})",
+            "model.scheduler.total_steps",
+            f"must be the run's length in optimizer steps (or -1: trainer.max_steps, else "
+            f"max_epochs × steps per epoch), got {total!r}",
         )
     for name in conf["preemption"]["signals"]:
         if name not in SIGNALS:

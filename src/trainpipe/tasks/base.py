@@ -72,6 +72,11 @@ class Task(Protocol):
         """Lightning callbacks the task adds to every training job (e.g. text samples)."""
         ...
 
+    def trainer_defaults(self, conf: dict[str, Any]) -> dict[str, Any]:
+        """Trainer settings the task decides when the config leaves them unset, as
+        {dotted key: value} (e.g. how often a language model validates); {} if none."""
+        ...
+
     def write_package(self, module: Any, prepared: Prepared, directory: Path) -> ModelPackage:
         """The deployable model (weights + spec + example), pickle-free, in `directory`."""
         ...

@@ -15,6 +15,7 @@ with FSDP2 (`fully_shard`): bf16 parameters, fp32 gradient reduction when traini
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -155,7 +156,12 @@ class LanguageModule(L.LightningModule):
         optimizer = factory(params=[{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
+        factory = self.scheduler_factory
+        if getattr(factory, "keywords", {}).get("total_steps") == -1:
+            # trainer.max_steps unset: the run is max_epochs × steps per epoch, as Lightning counts
+            steps = int(self.trainer.estimated_stepping_batches)
+            factory = functools.partial(factory, total_steps=steps)
+        scheduler = factory(optimizer=optimizer)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},

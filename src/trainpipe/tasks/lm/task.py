@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from trainpipe.tasks.lm.predictor import (
 PYFUNC_MODULE = "trainpipe.tasks.lm.pyfunc"
 EXAMPLE_FILE = "input_example.json"
 TIED = "lm_head.weight"  # the same tensor as wte.weight: stored once
+# validations in a run of trainer.max_steps when trainer.val_check_interval is unset
+VALIDATIONS_PER_RUN = 10
 
 
 class LanguageModelTask:
@@ -106,6 +109,21 @@ class LanguageModelTask:
 
         samples = SampleWriter(output_dir / "samples", tracker, **conf["model"]["samples"])
         return [samples, UnigramBaseline()]
+
+    def trainer_defaults(self, conf: dict[str, Any]) -> dict[str, Any]:
+        """Validate by steps, not epochs: a run of max_steps often ends before its first epoch
+        does (a corpus larger than max_steps × batch × seq_len tokens), and an epoch-end
+        validation would then never happen. An int val_check_interval counts training batches
+        across epochs (check_val_every_n_epoch off); unset, it is a tenth of the run.
+        Without max_steps the run is max_epochs long and validates at every epoch end."""
+        trainer = conf["trainer"]
+        interval = trainer["val_check_interval"]
+        if interval is None and trainer["max_steps"] > 0:
+            steps = math.ceil(trainer["max_steps"] / VALIDATIONS_PER_RUN)
+            interval = steps * trainer["accumulate_grad_batches"]  # Lightning counts batches
+        elif not isinstance(interval, int):
+            return {}
+        return {"trainer.val_check_interval": interval, "trainer.check_val_every_n_epoch": None}
 
     def write_package(self, module: Any, prepared: Any, directory: Path) -> ModelPackage:
         from mlflow.models import infer_signature

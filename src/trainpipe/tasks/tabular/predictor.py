@@ -58,7 +58,11 @@ class TabularPredictor:
 
     # -- predicting -------------------------------------------------------------------------
     def rows(self, model_input: Any) -> np.ndarray:
-        """Any accepted input → float32 [rows, features] in the training feature order."""
+        """Any accepted input → float32 [rows, features] in the training feature order.
+
+        Refuses (ValueError naming the columns) what the model never saw in training: values that
+        are not numbers, and missing or non-finite ones — a prediction for them would be a guess.
+        """
         if isinstance(model_input, pd.DataFrame):
             missing = [name for name in self.feature_names if name not in model_input.columns]
             if missing:
@@ -66,18 +70,44 @@ class TabularPredictor:
                     f"input is missing feature column(s) {missing}; "
                     f"the model was trained on {self.feature_names}"
                 )
-            model_input = model_input[self.feature_names].to_numpy()
-        rows = np.asarray(model_input)
-        if rows.ndim == 1:
-            rows = rows[None, :]
-        if rows.ndim != 2 or rows.shape[1] != len(self.feature_names):
+            frame = model_input[self.feature_names]
+        else:
+            rows = np.asarray(model_input)
+            if rows.ndim == 1:
+                rows = rows[None, :]
+            if rows.ndim != 2 or rows.shape[1] != len(self.feature_names):
+                raise ValueError(
+                    f"input has shape {rows.shape}; expected [rows, {len(self.feature_names)}] "
+                    f"(features {self.feature_names})"
+                )
+            frame = pd.DataFrame(rows, columns=self.feature_names)
+        values = np.column_stack([self._numbers(frame, name) for name in self.feature_names])
+        bad = ~np.isfinite(values)
+        if bad.any():
+            hits = bad.any(axis=0)
+            columns = [name for name, hit in zip(self.feature_names, hits, strict=True) if hit]
+            rows_hit = np.flatnonzero(bad.any(axis=1))
             raise ValueError(
-                f"input has shape {rows.shape}; expected [rows, {len(self.feature_names)}] "
-                f"(features {self.feature_names})"
+                f"input has missing or non-finite values (NaN/inf) in column(s) {columns} "
+                f"({len(rows_hit)} row(s), the first at position {rows_hit[0]}); the model was "
+                "trained without them: fill or drop those rows"
             )
-        if not (np.issubdtype(rows.dtype, np.number) or rows.dtype == bool):
-            raise ValueError(f"input must hold numbers, got dtype {rows.dtype}")
-        return rows.astype(np.float32)
+        return values.astype(np.float32)
+
+    @staticmethod
+    def _numbers(frame: pd.DataFrame, name: str) -> np.ndarray:
+        """One feature column as float64; ValueError naming it if it holds something else."""
+        column = frame[name]
+        if pd.api.types.is_numeric_dtype(column.dtype):  # bool included
+            return column.to_numpy(dtype=np.float64, na_value=np.nan)
+        numbers = pd.to_numeric(column, errors="coerce")
+        strange = numbers.isna() & column.notna()
+        if strange.any():
+            example = column[strange].iloc[0]
+            raise ValueError(
+                f"input column {name!r} must hold numbers, got {example!r} (dtype {column.dtype})"
+            )
+        return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
 
     def outputs(self, rows: np.ndarray, device: str = "cpu") -> torch.Tensor:
         """The model's raw outputs (logits, or standardised values) for float32 rows."""

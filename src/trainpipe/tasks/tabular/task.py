@@ -86,6 +86,9 @@ class TabularTask:
     def callbacks(self, conf: dict[str, Any], output_dir: Path, tracker: Any) -> list[Any]:
         return []
 
+    def trainer_defaults(self, conf: dict[str, Any]) -> dict[str, Any]:
+        return {}  # epochs are short: validate at every epoch end, as configured
+
     def write_package(self, module: Any, prepared: Any, directory: Path) -> ModelPackage:
         import pandas as pd
         from mlflow.models import infer_signature
