@@ -75,7 +75,9 @@ class AuditLog:
             # the old lines byte for byte, then the new one: the history is only ever appended
             path.write_text(old + compact(recorded) + "\n", encoding="utf-8")
             self.client.log_artifact(run_id, str(path), "audit")
-        self.client.set_model_version_tag(self.name, event["version"], LATEST_TAG, describe(recorded))
+        # (a tag value holds 5,000 characters; the history holds the whole event)
+        latest = describe(recorded)[:5000]
+        self.client.set_model_version_tag(self.name, event["version"], LATEST_TAG, latest)
         return recorded
 
     def _download(self, run_id: str) -> str:
