@@ -4,7 +4,6 @@ windows, sampled with psutil as MLflow's CPU monitor does, and no thread left be
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 from tests.unit.test_throughput import fit
@@ -13,19 +12,16 @@ from trainpipe.callbacks.cpu_metrics import FIELDS, CpuSystemMetrics, psutil_rea
 
 def test_cpu_and_memory_are_logged_under_mlflows_names_at_log_windows(tmp_path: Path) -> None:
     cpu = CpuSystemMetrics(interval_s=0.01)  # the real reader (psutil)
-    started = time.perf_counter()
     _, logger = fit(tmp_path, max_steps=6, every=3, callbacks_extra=[cpu])
-    seconds = time.perf_counter() - started
     for key in FIELDS:
         logged = logger.series(f"system/{key}")
         assert sorted(logged) == sorted(logger.series("loss")), key
     memory = logger.series("system/system_memory_usage_percentage")
     assert all(0 < value < 100 for value in memory.values())
     assert all(v > 0 for v in logger.series("system/system_memory_usage_megabytes").values())
-    # stopped with the fit: no sampling thread is left behind, and a short run is not held up
+    # stopped with the fit: no sampling thread is left behind
     assert cpu.sampler is None
     assert not [t for t in threading.enumerate() if t.name == "cpu-metrics"]
-    assert seconds < 30
 
 
 def test_the_reader_gives_the_fields_of_mlflows_cpu_monitor() -> None:
