@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trainpipe.config.validate import resolve, validate
 from trainpipe.errors import ConfigError
+from trainpipe.runtime.first import local_rank_zero_first
 
 
 @dataclass
@@ -53,10 +54,11 @@ def settle(cfg: DictConfig, values: dict[str, Any]) -> None:
             OmegaConf.update(cfg, key, value, merge=False)
 
 
-def plan_train(cfg: DictConfig) -> JobPlan:
+def plan_train(cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobPlan:
+    """`validated`: `validate(cfg, "train")`, when the caller has already checked `cfg`."""
     from trainpipe.tasks import resolve_task
 
-    conf = validate(cfg, "train")
+    conf = validated if validated is not None else validate(cfg, "train")
     task, reason = resolve_task(conf)
     # run_name first: it hashes the config as the user gave it (`task: auto` included), so
     # `--cfg job` and every later resolution name the same job
@@ -67,15 +69,18 @@ def plan_train(cfg: DictConfig) -> JobPlan:
         settled["optimized_mode"] = task.objective.mode
     settle(cfg, settled)
     conf = resolve(cfg)
-    prepared = task.prepare(conf)
+    # under torchrun local rank 0 builds the data's cache and the other ranks load it
+    prepared = local_rank_zero_first(
+        lambda: task.prepare(conf), conf["data"]["cache_dir"], "prepare the data"
+    )
     return JobPlan("train", conf, task, reason, prepared, task.data_spec(prepared), settled)
 
 
-def plan_eval(cfg: DictConfig) -> JobPlan:
+def plan_eval(cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobPlan:
     from trainpipe.evaluate import load_for_eval
     from trainpipe.tasks import get_task
 
-    conf = validate(cfg, "eval")
+    conf = validated if validated is not None else validate(cfg, "eval")
     predictor, trained_conf = load_for_eval(conf)
     task = get_task(predictor.spec["task"])
     settled = {"run_name": conf["run_name"]}
@@ -98,5 +103,7 @@ def plan_eval(cfg: DictConfig) -> JobPlan:
 PLANNERS = {"train": plan_train, "eval": plan_eval}
 
 
-def plan_job(command: str, cfg: DictConfig) -> JobPlan:
-    return PLANNERS[command](cfg)
+def plan_job(command: str, cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobPlan:
+    """The job's plan; `validated` is `cfg` already validated (the CLI's pre-flight checked it:
+    it is not checked twice)."""
+    return PLANNERS[command](cfg, validated)
