@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from trainpipe.config.identity import config_fingerprint
 from trainpipe.config.validate import resolve, validate
 from trainpipe.errors import ConfigError
 from trainpipe.runtime.first import local_rank_zero_first
@@ -31,6 +32,8 @@ class JobPlan:
     spec: dict[str, Any]  # the data spec (train) or the model's spec (eval)
     settled: dict[str, Any]  # the keys decided here, to write into Hydra's own copy of the config
     predictor: Any = None  # eval: the model being scored
+    # train: the training config's fingerprint, the one its run name hashes (config/identity.py)
+    fingerprint: str = ""
 
     @property
     def run_name(self) -> str:
@@ -59,6 +62,9 @@ def plan_train(cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobP
     from trainpipe.tasks import resolve_task
 
     conf = validated if validated is not None else validate(cfg, "train")
+    fingerprint = config_fingerprint(
+        cfg
+    )  # of the config as given (`task: auto`), as the run name's
     task, reason = resolve_task(conf)
     # run_name first: it hashes the config as the user gave it (`task: auto` included), so
     # `--cfg job` and every later resolution name the same job
@@ -73,7 +79,8 @@ def plan_train(cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobP
     prepared = local_rank_zero_first(
         lambda: task.prepare(conf), conf["data"]["cache_dir"], "prepare the data"
     )
-    return JobPlan("train", conf, task, reason, prepared, task.data_spec(prepared), settled)
+    spec = task.data_spec(prepared)
+    return JobPlan("train", conf, task, reason, prepared, spec, settled, fingerprint=fingerprint)
 
 
 def plan_eval(cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobPlan:

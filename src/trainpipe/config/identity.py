@@ -43,6 +43,12 @@ def fingerprint(root: DictConfig, sections: tuple[str, ...], length: int = 8) ->
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
+def config_fingerprint(root: DictConfig) -> str:
+    """The fingerprint of what is trained (IDENTITY_SECTIONS, unresolved): the one hash of the
+    training config, in the run name and in the job's records alike."""
+    return fingerprint(root, IDENTITY_SECTIONS, length=16)
+
+
 def data_files(data: dict[str, Any] | DictConfig) -> list[Path]:
     """The files a data config reads, in a stable order (its source's; config/sources.py)."""
     source = SOURCES.get(data.get("source"))
@@ -82,6 +88,6 @@ def run_identity(root: DictConfig) -> str:
     model_name = OmegaConf.select(root, "model.name", default=None) or root.get("task_name", "run")
     digest = source_digest(data) if data else ""
     tracked = str(OmegaConf.select(root, "logger._target_", default="")).endswith("MLflowTracker")
-    blob = f"{fingerprint(root, IDENTITY_SECTIONS, length=16)}|{digest}|tracked={tracked}"
+    blob = f"{config_fingerprint(root)}|{digest}|tracked={tracked}"
     short = hashlib.sha256(blob.encode()).hexdigest()[:8]
     return f"{safe_name(data.get('name', 'data'))}-{safe_name(model_name)}-{short}"
