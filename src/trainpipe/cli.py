@@ -132,7 +132,7 @@ def preflight(command: str, args: list[str]) -> Preflight | None:
         return result
     from trainpipe.plan import plan_job
 
-    result.plan = plan_job(command, cfg)
+    result.plan = plan_job(command, cfg, conf)
     result.output_dir_is_new = not result.plan.output_dir.exists()
     return result
 

@@ -16,8 +16,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from trainpipe.config.identity import config_fingerprint
 from trainpipe.config.validate import resolve, validate
 from trainpipe.errors import ConfigError
+from trainpipe.runtime.first import local_rank_zero_first
 
 
 @dataclass
@@ -30,6 +32,8 @@ class JobPlan:
     spec: dict[str, Any]  # the data spec (train) or the model's spec (eval)
     settled: dict[str, Any]  # the keys decided here, to write into Hydra's own copy of the config
     predictor: Any = None  # eval: the model being scored
+    # train: the training config's fingerprint, the one its run name hashes (config/identity.py)
+    fingerprint: str = ""
 
     @property
     def run_name(self) -> str:
@@ -53,10 +57,14 @@ def settle(cfg: DictConfig, values: dict[str, Any]) -> None:
             OmegaConf.update(cfg, key, value, merge=False)
 
 
-def plan_train(cfg: DictConfig) -> JobPlan:
+def plan_train(cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobPlan:
+    """`validated`: `validate(cfg, "train")`, when the caller has already checked `cfg`."""
     from trainpipe.tasks import resolve_task
 
-    conf = validate(cfg, "train")
+    conf = validated if validated is not None else validate(cfg, "train")
+    fingerprint = config_fingerprint(
+        cfg
+    )  # of the config as given (`task: auto`), as the run name's
     task, reason = resolve_task(conf)
     # run_name first: it hashes the config as the user gave it (`task: auto` included), so
     # `--cfg job` and every later resolution name the same job
@@ -68,15 +76,19 @@ def plan_train(cfg: DictConfig) -> JobPlan:
     settled.update(task.trainer_defaults(conf))
     settle(cfg, settled)
     conf = resolve(cfg)
-    prepared = task.prepare(conf)
-    return JobPlan("train", conf, task, reason, prepared, task.data_spec(prepared), settled)
+    # under torchrun local rank 0 builds the data's cache and the other ranks load it
+    prepared = local_rank_zero_first(
+        lambda: task.prepare(conf), conf["data"]["cache_dir"], "prepare the data"
+    )
+    spec = task.data_spec(prepared)
+    return JobPlan("train", conf, task, reason, prepared, spec, settled, fingerprint=fingerprint)
 
 
-def plan_eval(cfg: DictConfig) -> JobPlan:
+def plan_eval(cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobPlan:
     from trainpipe.evaluate import load_for_eval
     from trainpipe.tasks import get_task
 
-    conf = validate(cfg, "eval")
+    conf = validated if validated is not None else validate(cfg, "eval")
     predictor, trained_conf = load_for_eval(conf)
     task = get_task(predictor.spec["task"])
     settled = {"run_name": conf["run_name"]}
@@ -99,5 +111,7 @@ def plan_eval(cfg: DictConfig) -> JobPlan:
 PLANNERS = {"train": plan_train, "eval": plan_eval}
 
 
-def plan_job(command: str, cfg: DictConfig) -> JobPlan:
-    return PLANNERS[command](cfg)
+def plan_job(command: str, cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobPlan:
+    """The job's plan; `validated` is `cfg` already validated (the CLI's pre-flight checked it:
+    it is not checked twice)."""
+    return PLANNERS[command](cfg, validated)

@@ -15,7 +15,6 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from trainpipe.config.identity import IDENTITY_SECTIONS, fingerprint
 from trainpipe.plan import JobPlan
 from trainpipe.report import ui_hint
 from trainpipe.reports.model_card import CARD_DIR, CARD_FILE, write_model_card
@@ -84,10 +83,9 @@ def run_tags(plan: JobPlan) -> dict[str, str]:
 
 
 def fingerprint_of(plan: JobPlan) -> str:
-    """The training config's fingerprint (run_name additionally hashes the data's content)."""
-    from omegaconf import OmegaConf
-
-    return fingerprint(OmegaConf.create(plan.conf), IDENTITY_SECTIONS)
+    """The training config's fingerprint, the plan's (run_name additionally hashes the data's
+    content)."""
+    return plan.fingerprint
 
 
 def _parent_tags() -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,11 @@ def test_torchrun_two_processes_make_one_run_and_train_like_one_process(
     result = torchrun(["train", *DDP_ARGS], cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_one_job_one_run_one_version(workdir)
+    # the data is prepared once: local rank 0 builds its cache, rank 1 waits for it, then loads it
+    log = result.stdout
+    preparations = re.findall(r"^data .*, cache (built|reused), ", log, re.MULTILINE)
+    waits = re.findall(r"^rank 1 waited [\d.]+s for local rank 0 to prepare the data$", log, re.M)
+    assert preparations == ["built", "reused"] and len(waits) == 1, log[-3000:]
 
     # 2 processes × batch 64 take the same steps as 1 process × batch 128 (dropout is off)
     single = tmp_path_factory.mktemp("single")

@@ -44,6 +44,16 @@ class Ran:
         return [] if found.group(1) == "none" else found.group(1).split(", ")
 
 
+def preparations(ran: Ran) -> list[str]:
+    """How each data preparation of the command (the pipeline's, the training job's) found the
+    data's cache: "built" or "reused"."""
+    return re.findall(r"^data .*, cache (built|reused), ", ran.result.stdout, re.MULTILINE)
+
+
+def scorings(ran: Ran) -> int:
+    return len(re.findall(r"^scored on the test split", ran.result.stdout, re.MULTILINE))
+
+
 def pipeline(workdir: Path, *extra: str) -> Ran:
     started = time.monotonic()
     result = run_cli([*PIPELINE, *extra], cwd=workdir)
@@ -93,6 +103,10 @@ def test_the_first_run_runs_every_stage_and_promotes_the_candidate(
     workdir: Path, first: Ran
 ) -> None:
     assert first.cached == []
+    # the pipeline prepares the data once (the training job, a process of its own, loads that
+    # cache) and scores the candidate once: the gate judges evaluate's scores
+    assert preparations(first) == ["built", "reused"], first.result.stdout[-3000:]
+    assert scorings(first) == 1, first.result.stdout[-3000:]
     stages = stage_runs(workdir, first.parent_id)
     assert sorted(stages) == sorted(STAGES)
     assert {s.data.tags["trainpipe.pipeline.cached"] for s in stages.values()} == {"false"}
@@ -132,6 +146,7 @@ def test_an_evaluation_setting_reruns_only_evaluate_onwards(
     workdir: Path, first: Ran, new_eval_setting: Ran
 ) -> None:
     assert new_eval_setting.cached == ["prepare", "train"]
+    assert preparations(new_eval_setting) == ["reused"] and scorings(new_eval_setting) == 1
     stages = stage_runs(workdir, new_eval_setting.parent_id)
     ran = {s for s, run in stages.items() if run.data.tags["trainpipe.pipeline.cached"] == "false"}
     assert ran == {"evaluate", "register", "promote"}
@@ -162,6 +177,8 @@ def test_new_data_reruns_every_stage_and_the_refusal_says_how_to_force_it(
 ) -> None:
     ran = new_data
     assert ran.cached == [], ran.result.stderr[-3000:]
+    # the champion was trained on other splits: an objection, not a second scoring
+    assert preparations(ran) == ["built", "reused"] and scorings(ran) == 1
     assert len(training_runs(workdir)) == 2
     client = client_for(workdir)
     assert client.get_model_version("rows", "2").tags["trainpipe.pipeline.run_id"] == ran.parent_id

@@ -71,24 +71,27 @@ def assert_same_as_reference(workdir: Path, reference: tuple[dict, dict]) -> Non
 
 
 @pytest.mark.parametrize(
-    "fault",
+    ("fault", "workers"),
     [
-        "kill@3",  # before the first checkpoint
-        "kill@12",  # mid-epoch, after the step-10 checkpoint
-        "kill_at_epoch_end@0",  # after epoch 0's validation, before its checkpoint
-        "kill_in_checkpoint_save@2",  # inside the step-10 save: temp file written, not renamed
+        ("kill@3", 0),  # before the first checkpoint
+        ("kill@12", 0),  # mid-epoch, after the step-10 checkpoint
+        # the same in DataLoader worker processes, which are handed batches ahead of use
+        ("kill@12", 2),
+        ("kill_at_epoch_end@0", 0),  # after epoch 0's validation, before its checkpoint
+        ("kill_in_checkpoint_save@2", 0),  # inside the step-10 save: temp file written, not renamed
     ],
 )
 def test_killed_job_resumes_bit_exactly_into_the_same_run(
-    workdir: Path, reference: tuple[dict, dict], fault: str
+    workdir: Path, reference: tuple[dict, dict], fault: str, workers: int
 ) -> None:
-    killed = run_cli(["train", *JOB], cwd=workdir, TRAINPIPE_INJECT_FAULT=fault)
+    job = [*JOB, f"data.num_workers={workers}"]
+    killed = run_cli(["train", *job], cwd=workdir, TRAINPIPE_INJECT_FAULT=fault)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     if fault.startswith("kill_in_checkpoint_save"):
         names = sorted(p.name for p in (workdir / JOB_DIR / "checkpoints").iterdir())
         assert "step-00000005.ckpt" in names and "step-00000010.ckpt" not in names
         assert any(n.startswith(".step-00000010.ckpt.tmp") for n in names)  # the half-done save
-    resumed = run_cli(["train", *JOB], cwd=workdir)
+    resumed = run_cli(["train", *job], cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_as_reference(workdir, reference)
 

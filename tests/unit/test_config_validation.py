@@ -174,3 +174,24 @@ def test_every_key_has_one_rule_and_every_bracketed_comment_is_a_rule() -> None:
         f"{name}:{number}: {text}" for name, number, text in bracketed if not RULE.search(text)
     ]
     assert not_rules == []
+
+
+def test_the_plan_keeps_the_one_fingerprint_its_run_name_hashes(workdir: Path) -> None:
+    import hashlib
+
+    from trainpipe.config.identity import config_fingerprint
+    from trainpipe.plan import plan_train
+    from trainpipe.records import fingerprint_of
+
+    overrides = ["model.optimizer.lr=0.002"]
+    plan = plan_train(compose("train", overrides))
+    given = compose("train", overrides)  # `task: auto`, as the command gave it
+    assert fingerprint_of(plan) == plan.fingerprint == config_fingerprint(given)
+    blob = f"{plan.fingerprint}|{plan.prepared.digest}|tracked=True"
+    assert plan.run_name.endswith("-" + hashlib.sha256(blob.encode()).hexdigest()[:8])
+    assert plan_train(compose("train", ["paths.log_dir=elsewhere", *overrides])).fingerprint == (
+        plan.fingerprint
+    )  # where files go is not what is trained
+    assert plan_train(compose("train", ["model.optimizer.lr=0.003"])).fingerprint != (
+        plan.fingerprint
+    )

@@ -233,3 +233,89 @@ def test_a_directory_path_reads_the_files_inside(workdir: Path) -> None:
         data_conf(workdir, source="csv", path=str(folder), target="species", image_shape=None)
     )
     assert sum(data.split_sizes().values()) == 240
+
+
+def load_tab_separated(conf: dict):
+    """The loader of a source this test registers: tab-separated files."""
+    import datasets
+
+    from trainpipe.config.sources import source_of
+
+    files = [str(f) for f in source_of(conf).files(conf)]
+    return datasets.load_dataset(
+        "csv", data_files=files, sep="\t", cache_dir=str(Path(conf["cache_dir"]) / "hf")
+    )
+
+
+def test_a_registered_source_is_validated_named_digested_and_loaded(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainpipe.config import sources
+    from trainpipe.config.compose import compose
+    from trainpipe.config.identity import source_digest
+    from trainpipe.config.validate import validate
+    from trainpipe.errors import ConfigError
+
+    table = write_csv(workdir / "rows.csv").read_text().replace(",", "\t")
+    path = workdir / "rows.tsv"
+    path.write_text(table)
+    overrides = ["data=csv", "data.source=tsv", f"data.path={path}", "data.target=species"]
+    with pytest.raises(ConfigError, match="data.source: table data comes from digits, csv"):
+        validate(compose("train", overrides), "train")  # not registered yet
+
+    monkeypatch.setitem(
+        sources.SOURCES,
+        "tsv",
+        sources.Source("tsv", {"table": f"{__name__}:load_tab_separated"}, key="data.path"),
+    )
+    conf = validate(compose("train", overrides), "train")
+    assert conf["experiment_name"] == "rows"
+    data = prepare(conf["data"] | {"cache_dir": str(workdir / "cache")})
+    assert data.feature_names == ["a", "b", "c", "d"] and data.split_sizes()["train"] > 150
+    assert data.digest == source_digest(conf["data"])  # the source digests its files' bytes
+    path.write_text(table + "0\t0\t0\t0\tkind0\n")
+    assert source_digest(conf["data"]) != data.digest
+    with pytest.raises(ConfigError, match="data.path: is required for data source 'tsv'"):
+        validate(
+            compose("train", [*overrides[:2], "data.path=null", "data.target=species"]), "train"
+        )
+
+
+def jitter(features, target):
+    """A random per-sample transform (module level: worker processes import it)."""
+    import torch
+
+    return features + torch.randn(features.shape), target
+
+
+def test_a_random_transform_gives_the_same_batches_in_workers_and_after_a_resume(
+    workdir: Path,
+) -> None:
+    import torch
+
+    from trainpipe.data.loader import batch_loader
+
+    train = prepare(data_conf(workdir)).splits["train"]
+
+    def loader(workers: int):
+        made = batch_loader(train, 128, True, seed=1, num_workers=workers, transform=jitter)
+        made.batch_sampler.set_epoch(2)
+        return made
+
+    torch.manual_seed(0)
+    plain = [x for x, _ in batch_loader(train, 128, True, seed=1)]
+    draw_after_plain = torch.rand(1)
+    torch.manual_seed(0)
+    in_process = [x for x, _ in loader(0)]
+    assert torch.equal(torch.rand(1), draw_after_plain)  # the process's own RNG is left alone
+    assert not torch.equal(in_process[0], plain[0])  # the transform ran
+    interrupted = loader(2)
+    batches = iter(interrupted)
+    first = [next(batches)[0] for _ in range(3)]
+    state = interrupted.state_dict()
+    assert state == {"epoch": 2, "served": 3}  # delivered, not what the workers were handed
+    resumed = loader(2)
+    resumed.load_state_dict(state)
+    served = first + [x for x, _ in resumed]
+    assert len(served) == len(in_process)
+    assert all(torch.equal(a, b) for a, b in zip(served, in_process, strict=True))

@@ -93,3 +93,20 @@ def test_a_recorded_config_points_at_new_paths_again() -> None:
         "callbacks": {"ckpt": {"dirpath": "${paths.output_dir}/checkpoints"}},
         "names": ["${paths.output_dir}", "other"],
     }
+
+
+def test_stages_are_objects_in_order_and_data_known_only_once_loaded_is_prepared_every_time() -> (
+    None
+):
+    from types import SimpleNamespace
+
+    from trainpipe.pipeline.stages import STAGE_NAMES, STAGES
+
+    assert STAGE_NAMES == ("prepare", "train", "evaluate", "register", "promote")
+    prepare = STAGES[0]
+    data = {"data": {"source": "csv", "path": "rows.csv", "batch_size": 8, "num_workers": 2}}
+    csv = SimpleNamespace(conf={**data, "task": "auto"})
+    assert not prepare.always_runs(csv)
+    assert prepare.always_runs(SimpleNamespace(conf={"data": {"source": "hub"}}))
+    # how batches are served is not part of what is prepared
+    assert prepare.config(csv)["data"] == {"source": "csv", "path": "rows.csv"}

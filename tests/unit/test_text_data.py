@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from trainpipe.config.identity import data_files
-from trainpipe.data.text import load_corpus, split_documents, stdlib_root
+from trainpipe.config.sources import stdlib_root
+from trainpipe.data.text import load_corpus, split_documents
 from trainpipe.data.tokens import prepare_text
 from trainpipe.errors import ConfigError, DataError
 

@@ -14,6 +14,7 @@ the candidate, or a stage failed; 2 a mistake in the command, config or data (no
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import textwrap
@@ -38,6 +39,10 @@ def main(args: list[str]) -> int:
     from trainpipe.console import quiet_environment
 
     quiet_environment()  # the training job inherits it
+    log = logging.getLogger("trainpipe")
+    if not log.handlers:  # the data summary and the scores, as `trainpipe train` prints its own
+        log.addHandler(logging.StreamHandler(sys.stdout))
+        log.setLevel(logging.INFO)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from trainpipe.runtime.signals import StopSignals
 

@@ -9,19 +9,15 @@ new job. Pure Python: no torch or datasets, so `--cfg job` prints the same name 
 
 from __future__ import annotations
 
-import bisect
-import glob
 import hashlib
-import importlib.metadata
-import itertools
 import json
-import os
 import re
-import sysconfig
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from trainpipe.config.sources import SOURCES
 
 # The parts of the config that decide what is trained. Paths, logging and registry settings
 # do not change the model, so they do not change the job's identity.
@@ -31,11 +27,7 @@ IDENTITY_SECTIONS = (
 # What a checkpoint's weights depend on: resuming needs the same model and data, not the same
 # max_epochs (a job given more epochs under the same run_name continues where it stopped).
 MODEL_SECTIONS = ("model", "data", "tokenizer")
-FILE_SOURCES = ("csv", "parquet", "json", "text")
-DIGITS_VERSION = "digits-v1"
 UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
-
-_file_digests: dict[tuple[str, int, int], str] = {}
 
 
 def fingerprint(root: DictConfig, sections: tuple[str, ...], length: int = 8) -> str:
@@ -51,68 +43,26 @@ def fingerprint(root: DictConfig, sections: tuple[str, ...], length: int = 8) ->
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
+def config_fingerprint(root: DictConfig) -> str:
+    """The fingerprint of what is trained (IDENTITY_SECTIONS, unresolved): the one hash of the
+    training config, in the run name and in the job's records alike."""
+    return fingerprint(root, IDENTITY_SECTIONS, length=16)
+
+
 def data_files(data: dict[str, Any] | DictConfig) -> list[Path]:
-    """The files a file-based data config reads, in a stable order (empty for other sources)."""
-    if data.get("source") == "stdlib":
-        files = _stdlib_files(Path(sysconfig.get_paths()["stdlib"]))
-        if data.get("max_bytes") is None:
-            return files
-        # the corpus is the first max_bytes of these files in this order: the files past the
-        # cap are never read, so they are neither loaded nor hashed (all of them: ~30 MB, ~1.3 s)
-        ends = list(itertools.accumulate(f.stat().st_size for f in files))
-        return files[: bisect.bisect_left(ends, int(data["max_bytes"])) + 1]
-    if data.get("source") not in FILE_SOURCES or not data.get("path"):
-        return []
-    patterns = data["path"] if not isinstance(data["path"], str) else [data["path"]]
-    found: set[str] = set()
-    for pattern in patterns:
-        found.update(glob.glob(os.path.expanduser(str(pattern)), recursive=True))
-    files = []
-    for name in sorted(found):
-        path = Path(name)
-        # a directory stands for the files inside it
-        files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
-    return files
-
-
-def _stdlib_files(root: Path) -> list[Path]:
-    """The standard library's regular *.py files, sorted; site-packages (third-party code, often
-    most of the tree) is pruned from the walk, not filtered out after it."""
-    found = []
-    for folder, subfolders, names in os.walk(root):
-        subfolders[:] = [d for d in subfolders if d != "site-packages"]
-        found.extend(Path(folder, n) for n in names if n.endswith(".py"))
-    return sorted(p for p in found if p.is_file())
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, remembered per (path, size, mtime) for the life of the process."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _file_digests:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _file_digests[key] = digest.hexdigest()
-    return _file_digests[key]
+    """The files a data config reads, in a stable order (its source's; config/sources.py)."""
+    source = SOURCES.get(data.get("source"))
+    return source.files(data) if source is not None else []
 
 
 def source_digest(data: dict[str, Any] | DictConfig) -> str:
-    """Content digest of the data a config names: same bytes → same digest, wherever they live.
-
-    Local files and the stdlib corpus: every file's bytes (and its name). digits: the bundled
-    copy's version. Hub datasets: their id (the data layer refines it with the downloaded
-    content's fingerprint once it has loaded them).
-    """
-    source = data.get("source")
-    if source == "digits":
-        parts = [DIGITS_VERSION, _version("scikit-learn")]
-    elif source in FILE_SOURCES or source == "stdlib":
-        parts = [f"{p.name}:{file_digest(p)}" for p in data_files(data)]
-    else:
-        parts = [f"{source}:{data.get('name')}"]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    """Content digest of the data a config names (its source's; config/sources.py): same bytes
+    → same digest, wherever they live. Hub data: its id (the data layer refines it with the
+    loaded content's fingerprint)."""
+    source = SOURCES.get(data.get("source"))
+    if source is None:
+        return hashlib.sha256(f"{data.get('source')}:{data.get('name')}".encode()).hexdigest()[:16]
+    return source.digest(data)
 
 
 def path_stem(path: Any) -> str:
@@ -138,13 +88,6 @@ def run_identity(root: DictConfig) -> str:
     model_name = OmegaConf.select(root, "model.name", default=None) or root.get("task_name", "run")
     digest = source_digest(data) if data else ""
     tracked = str(OmegaConf.select(root, "logger._target_", default="")).endswith("MLflowTracker")
-    blob = f"{fingerprint(root, IDENTITY_SECTIONS, length=16)}|{digest}|tracked={tracked}"
+    blob = f"{config_fingerprint(root)}|{digest}|tracked={tracked}"
     short = hashlib.sha256(blob.encode()).hexdigest()[:8]
     return f"{safe_name(data.get('name', 'data'))}-{safe_name(model_name)}-{short}"
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"

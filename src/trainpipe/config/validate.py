@@ -17,15 +17,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from trainpipe.config import sources
 from trainpipe.config.schema import Rule, Schema, load_schema
 from trainpipe.errors import ConfigError
 
-FILE_SOURCES = ("csv", "parquet", "json", "text")
 FSDP2_PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-true")
-SOURCES_OF = {
-    "table": ("digits", "csv", "parquet", "json", "hub"),
-    "text": ("text", "stdlib", "hub"),
-}
 SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
 # a key this close to a declared one is a typo even in an open section (max_epoch → max_epochs)
 TYPO_CUTOFF = 0.8
@@ -131,18 +127,22 @@ def _check_cross_fields(conf: dict[str, Any], entry: str) -> None:
 
 
 def _check_data(data: dict[str, Any]) -> None:
-    sources = SOURCES_OF[data["kind"]]
-    if data["source"] not in sources:
+    kinds = sources.kinds()
+    if data["kind"] not in kinds:
+        raise ConfigError("data.kind", f"must be one of {', '.join(kinds)}, got {data['kind']!r}")
+    serving = sources.serving(data["kind"])
+    source = sources.SOURCES.get(data["source"])
+    if source is None or data["kind"] not in source.kinds:
         raise ConfigError(
             "data.source",
-            f"{data['kind']} data comes from {', '.join(sources)}, got {data['source']!r}",
+            f"{data['kind']} data comes from {', '.join(serving)}, got {data['source']!r}",
         )
     if data["val_fraction"] + data["test_fraction"] >= 1:
         raise ConfigError(
             "data.val_fraction",
             f"data.val_fraction + data.test_fraction must be < 1, got {data['val_fraction']} + {data['test_fraction']}",
         )
-    if data["source"] in FILE_SOURCES and not data.get("path"):
+    if source.reads_files and not data.get("path"):
         raise ConfigError(
             "data.path", f"is required for data source {data['source']!r} (a file path or glob)"
         )

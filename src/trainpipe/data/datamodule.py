@@ -6,6 +6,8 @@ so this module prepares nothing: each split's loader comes from the task's loade
 and workers. It shards the data itself (trainer.use_distributed_sampler is false): see
 data/sampler.py for why evaluation shards are not padded. On a GPU each loader is placed for the
 device (data/loader.py: `place_on`): small splits live on the GPU, others come from pinned memory.
+A task may give per-split sample transforms (`transforms`: split → `transform(features, target)`),
+handed to its loader function as `transform=`.
 """
 
 from __future__ import annotations
@@ -24,15 +26,21 @@ LoaderFunction = Callable[..., DataLoader]
 
 class PreparedDataModule(L.LightningDataModule):
     def __init__(
-        self, loader: LoaderFunction, splits: Mapping[str, Any], data_conf: Mapping[str, Any]
+        self,
+        loader: LoaderFunction,
+        splits: Mapping[str, Any],
+        data_conf: Mapping[str, Any],
+        transforms: Mapping[str, Callable[..., Any]] | None = None,
     ) -> None:
         super().__init__()
         self.loader = loader
         self.splits = splits
         self.data_conf = data_conf
+        self.transforms = dict(transforms or {})
 
     def make_loader(self, split: str, shuffle: bool, rank: int, world_size: int) -> DataLoader:
         """This rank's loader over one split (on the host; `_loader` places it for the device)."""
+        transform = {"transform": self.transforms[split]} if split in self.transforms else {}
         return self.loader(
             self.splits[split],
             batch_size=self.data_conf["batch_size"],
@@ -41,6 +49,7 @@ class PreparedDataModule(L.LightningDataModule):
             num_workers=self.data_conf.get("num_workers", 0),
             rank=rank,
             world_size=world_size,
+            **transform,
         )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

@@ -9,10 +9,17 @@ On a GPU (`place_on`): a split that fits (`fits_on_device`) is copied to the dev
 every batch is gathered there, so a step costs no host→device copy of data; otherwise batches
 come from pinned host memory, which Lightning copies with `non_blocking=True` (no stall). Either
 way the sampler still picks the rows, so the order and resuming are unchanged.
+
+A per-sample transform (decoding, augmentation: `transform(features, target) -> (features,
+target)`) runs on each row of a batch where the batch is cut, in a DataLoader worker process
+when `data.num_workers` > 0. Its random draws come from torch's RNG seeded with the batch's own
+seed (data/sampler.py), inside `fork_rng`: the same batch whatever the worker, also after a
+resume, and the training process's RNG is left as it was.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import datasets
@@ -23,6 +30,8 @@ from torch.utils.data import Dataset
 
 from trainpipe.data.sampler import EpochBatchSampler, ResumableDataLoader
 
+# (features [F], target []) -> (features, target) of one row
+SampleTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 # a split is kept on the GPU when it takes at most this much, and this share of the GPU's memory
 DEVICE_RESIDENT_MAX_BYTES = 2**30
 DEVICE_RESIDENT_MAX_SHARE = 0.05
@@ -71,6 +80,21 @@ class ArrowBatches(Dataset):
         return features[0], target[0]
 
 
+class TransformedBatches(ArrowBatches):
+    """`ArrowBatches` with a per-sample transform applied to each row of a batch."""
+
+    def __init__(self, split: datasets.Dataset, transform: SampleTransform) -> None:
+        super().__init__(split)
+        self.transform = transform
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        features, targets = super().__getitems__(indices)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(getattr(indices, "seed", 0))
+            rows = [self.transform(x, y) for x, y in zip(features, targets, strict=True)]
+        return torch.stack([x for x, _ in rows]), torch.stack([y for _, y in rows])
+
+
 def device_indices(indices: list[int], device: torch.device) -> torch.Tensor:
     """Row numbers on `device` without a stall: from pinned memory, copied asynchronously (a
     copy from ordinary memory would wait for the GPU to finish everything queued before it)."""
@@ -113,8 +137,9 @@ def batch_loader(
     num_workers: int = 0,
     rank: int = 0,
     world_size: int = 1,
+    transform: SampleTransform | None = None,
 ) -> ResumableDataLoader:
-    """A DataLoader over this rank's share of a prepared split.
+    """A DataLoader over this rank's share of a prepared split, each row through `transform`.
 
     Training loaders (`shuffle=True`) pad the split so all ranks take the same number of steps;
     evaluation loaders do not, so every row is scored exactly once across ranks.
@@ -129,7 +154,7 @@ def batch_loader(
         pad=shuffle,
     )
     return ResumableDataLoader(
-        ArrowBatches(split),
+        ArrowBatches(split) if transform is None else TransformedBatches(split, transform),
         batch_sampler=sampler,
         collate_fn=keep_batch,
         num_workers=num_workers,

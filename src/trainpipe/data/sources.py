@@ -1,4 +1,5 @@
-"""Raw rows from where the config says: bundled digits, local files, or a Hub dataset.
+"""Raw rows from where the config says: bundled digits, local files, or a Hub dataset — the
+table loaders of the registered sources (config/sources.py), and the shared Hub and file loading.
 
 Every source comes back as an on-disk `datasets.DatasetDict` (Arrow files in a cache dir), so the
 `.map` preprocessing that follows is cached and reused by the next run (docs/architecture.md, "Data").
@@ -6,10 +7,10 @@ Every source comes back as an on-disk `datasets.DatasetDict` (Arrow files in a c
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -17,54 +18,42 @@ from urllib.parse import urlparse
 import datasets
 from filelock import FileLock
 
-from trainpipe.config import identity
+from trainpipe.config.sources import DIGITS_VERSION, SOURCES, source_of
 from trainpipe.errors import DataError
 from trainpipe.runtime.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 
 FILE_BUILDERS = {"csv": "csv", "parquet": "parquet", "json": "json"}
-DIGITS_VERSION = identity.DIGITS_VERSION
 
 
-def describe_source(conf: dict[str, Any]) -> str:
+def describe_source(conf: Mapping[str, Any]) -> str:
     """The data as people name it: its path, its hub id, or the bundled set's name."""
-    path = conf.get("path")
-    if path:
-        return path if isinstance(path, str) else ", ".join(map(str, path))
-    return str(conf.get("name") or conf["source"])
+    return source_of(conf).describe(conf)
 
 
-def source_digest(conf: dict[str, Any], raw: datasets.DatasetDict) -> str:
+def source_digest(conf: Mapping[str, Any], raw: datasets.DatasetDict) -> str:
     """Content digest of the loaded source (hub data: datasets' fingerprints of what was loaded)."""
-    if conf["source"] != "hub":
-        return identity.source_digest(conf)
-    blob = "|".join(f"{name}:{split._fingerprint}" for name, split in sorted(raw.items()))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return source_of(conf).loaded_digest(conf, raw)
 
 
-def load_source(conf: dict[str, Any]) -> datasets.DatasetDict:
-    """Load the rows named by a resolved `data` config section."""
-    source = conf["source"]
-    cache_dir = Path(conf["cache_dir"]).expanduser()
-    if source == "digits":
-        return _load_digits(cache_dir)
-    if source in FILE_BUILDERS:
-        return _load_files(source, conf["path"], identity.data_files(conf), cache_dir)
-    if source == "hub":
-        return load_hub(conf["name"], cache_dir)
-    raise DataError(f"data.source: unknown source {source!r}")
+def load_source(conf: Mapping[str, Any]) -> datasets.DatasetDict:
+    """Load the rows named by a resolved `data` config section, through its registered source."""
+    if "table" not in getattr(SOURCES.get(conf["source"]), "kinds", ()):
+        raise DataError(f"data.source: unknown source {conf['source']!r} for a table")
+    return source_of(conf).load(conf, "table")
 
 
-def _load_digits(cache_dir: Path) -> datasets.DatasetDict:
+def load_digits(conf: Mapping[str, Any]) -> datasets.DatasetDict:
     """scikit-learn's bundled digits, written once to the cache as Arrow and memory-mapped after."""
+    cache_dir = Path(conf["cache_dir"]).expanduser()
     target = cache_dir / "sources" / DIGITS_VERSION
     cache_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cache_dir / f".{DIGITS_VERSION}.lock")):
         if not (target / "dataset_dict.json").is_file():
-            from sklearn.datasets import load_digits
+            from sklearn.datasets import load_digits as bundled_digits
 
-            bunch = load_digits()
+            bunch = bundled_digits()
             columns: dict[str, Any] = {
                 f"pixel_{i // 8}_{i % 8}": bunch.data[:, i].astype("float32")
                 for i in range(bunch.data.shape[1])
@@ -74,6 +63,18 @@ def _load_digits(cache_dir: Path) -> datasets.DatasetDict:
                 dataset = datasets.Dataset.from_dict(columns)
                 datasets.DatasetDict({"train": dataset}).save_to_disk(str(staging))
     return datasets.load_from_disk(str(target))
+
+
+def load_table_files(conf: Mapping[str, Any]) -> datasets.DatasetDict:
+    """Rows of the csv / parquet / json files `data.path` names."""
+    source = conf["source"]
+    cache_dir = Path(conf["cache_dir"]).expanduser()
+    return _load_files(source, conf["path"], source_of(conf).files(conf), cache_dir)
+
+
+def load_hub_rows(conf: Mapping[str, Any]) -> datasets.DatasetDict:
+    """A Hub dataset's rows, by its id `data.name`."""
+    return load_hub(conf["name"], Path(conf["cache_dir"]).expanduser())
 
 
 def _load_files(source: str, path: str, files: list[Path], cache_dir: Path) -> datasets.DatasetDict:

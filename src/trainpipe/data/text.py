@@ -17,7 +17,6 @@ import codecs
 import hashlib
 import logging
 import os
-import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,13 @@ import pyarrow.compute as pc
 from filelock import FileLock
 
 from trainpipe.config.identity import data_files
-from trainpipe.data.sources import describe_source, load_hub, source_digest
+from trainpipe.config.sources import SOURCES, serving, source_of
+from trainpipe.data.sources import load_hub, source_digest
 from trainpipe.errors import ConfigError, DataError
 from trainpipe.runtime.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("text", "stdlib", "hub")
 ON_DECODE_ERROR = ("error", "skip")
 SAMPLE_BY = ("document", "line", "paragraph")
 STRUCTURED = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -53,20 +52,15 @@ class Corpus:
 
 
 def load_corpus(conf: dict[str, Any]) -> Corpus:
-    """The documents a resolved `data` section names, capped at `max_bytes` if set."""
-    source = conf["source"]
-    cache_dir = Path(conf["cache_dir"]).expanduser()
-    skipped: list[str] = []
-    if source == "text":
-        documents, skipped = _read_files(conf, cache_dir)
-        key = "data.path"
-    elif source == "stdlib":
-        documents, key = _stdlib_documents(conf, cache_dir), "data.source"
-    elif source == "hub":
-        documents, key = _hub_documents(conf, cache_dir), "data.name"
-    else:
-        raise ConfigError("data.source", f"must be one of {', '.join(SOURCES)}, got {source!r}")
-    description = describe_source(conf) if source != "stdlib" else f"stdlib ({stdlib_root()})"
+    """The documents a resolved `data` section names (through its registered source,
+    config/sources.py), capped at `max_bytes` if set."""
+    if conf["source"] not in SOURCES or "text" not in SOURCES[conf["source"]].kinds:
+        raise ConfigError(
+            "data.source", f"must be one of {', '.join(serving('text'))}, got {conf['source']!r}"
+        )
+    source = source_of(conf)
+    documents, skipped = source.load(conf, "text")
+    description, key = source.describe(conf), source.key
     if sum(_byte_lengths(split).sum() for split in documents.values()) == 0:
         raise DataError(f"{key}: {description!r} has no text (no documents, or only empty ones)")
     if conf.get("max_bytes") is not None:
@@ -76,9 +70,23 @@ def load_corpus(conf: dict[str, Any]) -> Corpus:
     return Corpus(documents, description, source_digest(conf, documents), skipped)
 
 
-def stdlib_root() -> Path:
-    """This interpreter's standard library dir."""
-    return Path(sysconfig.get_paths()["stdlib"])
+# A `text` loader returns the documents and the files it left out (`data.on_decode_error=skip`).
+TextLoaded = tuple[datasets.DatasetDict, list[str]]
+
+
+def read_text_files(conf: dict[str, Any]) -> TextLoaded:
+    """The `text` source: documents of local files."""
+    return _read_files(conf, Path(conf["cache_dir"]).expanduser())
+
+
+def stdlib_documents(conf: dict[str, Any]) -> TextLoaded:
+    """The `stdlib` source: this Python's standard library, one document per file."""
+    return _stdlib_documents(conf, Path(conf["cache_dir"]).expanduser()), []
+
+
+def hub_documents(conf: dict[str, Any]) -> TextLoaded:
+    """The `hub` source for text: the dataset's `text_column`."""
+    return _hub_documents(conf, Path(conf["cache_dir"]).expanduser()), []
 
 
 def split_documents(

@@ -8,6 +8,7 @@ no MLflow: a mistake is one line, exit 2, nothing written.
 from __future__ import annotations
 
 import datetime
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,6 @@ from trainpipe.errors import ConfigError
 from trainpipe.pipeline.cache import CacheEntry, StageCache
 
 SETTINGS_PREFIX = "pipeline."
-TRACKER_TARGET = "trainpipe.tracking.MLflowTracker"
 
 
 @dataclass
@@ -34,6 +34,8 @@ class Pipeline:
     run_dir: Path = field(init=False)  # this pipeline run's journals
     parent_run_id: str | None = None
     results: dict[str, CacheEntry] = field(default_factory=dict)  # stage → its entry, in order
+    _plan: Any = field(default=None, repr=False)  # the JobPlan, once the data is prepared
+    _held_out: Any = field(default=None, repr=False)  # the candidate with the prepared data
 
     def __post_init__(self) -> None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -53,6 +55,36 @@ class Pipeline:
 
     def output(self, stage: str) -> dict[str, Any]:
         return self.results[stage].output
+
+    def record(self, stage: str, key: str, output: dict[str, Any], run_id: Any) -> CacheEntry:
+        """Cache `stage`'s output under `key` and keep it as this run's result."""
+        entry = CacheEntry(
+            stage, key, output, run_id, self.parent_run_id, time.strftime("%Y-%m-%dT%H:%M:%S")
+        )
+        self.cache.put(entry)
+        return entry
+
+    def job_plan(self) -> Any:
+        """The training job's plan with its data prepared: once per pipeline run, whichever stage
+        asks first (DataError on bad data)."""
+        if self._plan is None:
+            from trainpipe.plan import plan_train
+
+            self._plan = plan_train(self.cfg, self.conf)
+        return self._plan
+
+    def held_out(self) -> Any:
+        """The candidate (the train stage's model) and the prepared data it is scored on
+        (registry.scoring.HeldOut), loaded once."""
+        if self._held_out is None:
+            from trainpipe.loading import load_model
+            from trainpipe.registry.scoring import HeldOut
+
+            plan = self.job_plan()
+            uri = self.output("train")["model_uri"]
+            predictor, trained_conf = load_model(uri, self.tracking_uri, key="model")
+            self._held_out = HeldOut(plan.task, predictor, trained_conf, plan.prepared)
+        return self._held_out
 
 
 def split_overrides(args: list[str]) -> tuple[list[str], list[str]]:
@@ -74,7 +106,7 @@ def plan_pipeline(args: list[str], command: str = "trainpipe pipeline") -> Pipel
     settings = validate(compose("pipeline", pipeline_overrides), "pipeline")["pipeline"]
     cfg = compose("train", train_overrides)
     conf = validate(cfg, "train")
-    if conf["logger"].get("_target_") != TRACKER_TARGET:
+    if conf["logger"].get("tracking_uri") is None:  # logger=none: nothing to register with
         raise ConfigError("logger", "the pipeline registers and promotes models: use logger=mlflow")
     if not conf["registry"]["register"]:
         raise ConfigError("registry.register", "the pipeline registers its model: must be true")

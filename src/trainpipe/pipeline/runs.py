@@ -4,7 +4,8 @@ A stage that ran gets a run holding its work (the training job's own run for `tr
 stage gets a run too, tagged `trainpipe.pipeline.cached=true` and pointing at the run that
 produced its output (`trainpipe.pipeline.source_run`), so every pipeline run shows all five
 stages. Each run is written through its own tracker journal (<pipeline run dir>/tracking/<name>),
-like a training job's: a tracking hiccup is retried, never lost.
+like a training job's: a tracking hiccup is retried, never lost. The trackers are the configured
+`logger` (as for `trainpipe train`), pointed at the pipeline's tracking store.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 from trainpipe.errors import JobFailed
 from trainpipe.pipeline.cache import CacheEntry, canonical
 from trainpipe.pipeline.context import Pipeline
+from trainpipe.runtime.tracker import Tracker
 from trainpipe.tracking.params import flatten
-from trainpipe.tracking.tracker import MLflowTracker
 
 STAGE_TAG = "trainpipe.pipeline.stage"
 KEY_TAG = "trainpipe.pipeline.cache_key"
@@ -72,15 +73,16 @@ class Recorder:
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.drain_timeout_s = float(pipeline.conf["logger"].get("drain_timeout_s", 30))
-        self.parent: MLflowTracker | None = None
+        self.parent: Tracker | None = None
 
-    def _tracker(self, name: str, run_name: str, tags: dict[str, str]) -> MLflowTracker:
-        tracker = MLflowTracker(
-            self.pipeline.tracking_uri,
-            self.pipeline.experiment,
-            flush_interval_s=0.5,
-            drain_timeout_s=self.drain_timeout_s,
+    def _tracker(self, name: str, run_name: str, tags: dict[str, str]) -> Tracker:
+        from hydra.utils import instantiate
+
+        tracker = instantiate(
+            self.pipeline.cfg.logger,
+            tracking_uri=self.pipeline.tracking_uri,
+            experiment_name=self.pipeline.experiment,
+            flush_interval_s=0.5,  # a stage's run is short: send as it goes
         )
         tracker.start(run_name, tags, self.pipeline.run_dir / "tracking" / name)
         return tracker
@@ -105,7 +107,7 @@ class Recorder:
 
     def stage_run(
         self, stage: str, key: str, config: dict[str, Any], cached: CacheEntry | None = None
-    ) -> MLflowTracker:
+    ) -> Tracker:
         """A started nested run for `stage` (closed by `close_stage`)."""
         name = f"{stage} (cached)" if cached is not None else stage
         tracker = self._tracker(stage, name, stage_tags(self.pipeline, stage, key, cached))
@@ -113,7 +115,7 @@ class Recorder:
         return tracker
 
     def close_stage(
-        self, tracker: MLflowTracker, output: dict[str, Any] | None, reason: str | None = None
+        self, tracker: Tracker, output: dict[str, Any] | None, reason: str | None = None
     ) -> None:
         """Record the stage's output (its metrics as metrics) and close its run; a failed stage
         (`output` None) is closed FAILED with `reason`."""

@@ -1,13 +1,17 @@
-"""The work of each stage, and the config that goes into its cache key.
+"""The stages of a pipeline, one object each: the config its cache key covers, its work, and
+whether a cached output of it still holds.
 
     prepare   load, check and encode the data → its content digest and split digest
     train     `trainpipe train …` as a child process (its lock, resume and journal guarantees
               hold): the training job, nested under the pipeline's run, registers the candidate
-    evaluate  the registered candidate on the held-out test split (trainpipe.registry.score)
+    evaluate  the candidate on the held-out test split of the data prepare prepared
     register  the version tagged with the pipeline run and the scores it was evaluated with
-    promote   the gate (trainpipe.registry.promote): champion, or refused with the reason
+    promote   the gate (trainpipe.registry.promote) judges the scores evaluate measured: champion,
+              or refused with the reason
 
-Each function returns the stage's output: a JSON-able dict, cached by the runner.
+The data is prepared at most once per pipeline run and the candidate scored once
+(`Pipeline.job_plan`, `Pipeline.held_out`). A stage's output is a JSON-able dict, cached by the
+runner.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from trainpipe.errors import ConfigError, JobFailed
+from trainpipe.pipeline.cache import CacheEntry
 from trainpipe.pipeline.context import Pipeline
-from trainpipe.runtime.failures import EXIT_INTERRUPTED, EXIT_PREEMPTED
+from trainpipe.pipeline.runs import Recorder, stage_tags
+from trainpipe.runtime.failures import EXIT_INTERRUPTED, EXIT_PREEMPTED, classify
 
-STAGES = ("prepare", "train", "evaluate", "register", "promote")
 # data keys that change how batches are served, not what the prepared data is
 SERVING_KEYS = ("batch_size", "num_workers", "cache_dir")
 PIPELINE_RUN_TAG = "trainpipe.pipeline.run_id"
@@ -39,32 +44,207 @@ class StageFailed(JobFailed):
         self.exit_code = exit_code
 
 
-def stage_config(pipeline: Pipeline, stage: str) -> dict[str, Any]:
-    """The part of the config a stage's output depends on (its cache key hashes it)."""
-    conf = pipeline.conf
-    if stage == "prepare":
+class Stage:
+    """One step of the pipeline. `run` does the work inside the stage's own nested run."""
+
+    name = ""
+
+    def config(self, pipeline: Pipeline) -> dict[str, Any]:
+        """The part of the config the stage's output depends on (its cache key hashes it)."""
+        raise NotImplementedError
+
+    def always_runs(self, pipeline: Pipeline) -> bool:
+        """Whether a cached output is never reused."""
+        return False
+
+    def still_valid(self, pipeline: Pipeline, output: dict[str, Any]) -> bool:
+        """Whether a cached output still describes the registry."""
+        return True
+
+    def run(self, pipeline: Pipeline, tracker: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def execute(
+        self, pipeline: Pipeline, recorder: Recorder, key: str, config: dict[str, Any]
+    ) -> CacheEntry:
+        """Run the stage in a nested run of its own, and cache its output."""
+        tracker = recorder.stage_run(self.name, key, config)
+        try:
+            output = self.run(pipeline, tracker)
+        except BaseException as err:
+            recorder.close_stage(tracker, None, classify(err).reason)
+            raise
+        recorder.close_stage(tracker, output)
+        return pipeline.record(self.name, key, output, tracker.run_id)
+
+
+class Prepare(Stage):
+    name = "prepare"
+
+    def config(self, pipeline: Pipeline) -> dict[str, Any]:
+        conf = pipeline.conf
         data = {k: v for k, v in conf["data"].items() if k not in SERVING_KEYS}
         return {"task": conf["task"], "data": data, "tokenizer": conf.get("tokenizer")}
-    if stage == "train":  # everything but where files go
-        return {k: v for k, v in conf.items() if k != "paths"}
-    if stage == "evaluate":
+
+    def always_runs(self, pipeline: Pipeline) -> bool:
+        """Data whose content is known only once loaded (the hub: a name may point at new
+        data) is prepared every time; the stages after it are still cached when its content
+        digest is unchanged."""
+        from trainpipe.config.sources import source_of
+
+        return source_of(pipeline.conf["data"]).digest_after_load
+
+    def run(self, pipeline: Pipeline, tracker: Any) -> dict[str, Any]:
+        output = prepared_output(pipeline)  # prepared before the runs were opened
+        tracker.log_input(output["dataset"], output["input_tags"])
+        return output
+
+
+class Train(Stage):
+    name = "train"
+
+    def config(self, pipeline: Pipeline) -> dict[str, Any]:
+        return {k: v for k, v in pipeline.conf.items() if k != "paths"}  # but where files go
+
+    def still_valid(self, pipeline: Pipeline, output: dict[str, Any]) -> bool:
+        from trainpipe.registry import RegistryError
+        from trainpipe.registry.store import RegisteredModel
+
+        try:
+            RegisteredModel(pipeline.tracking_uri, pipeline.model_name).version(output["version"])
+        except RegistryError:
+            return False
+        return True
+
+    def execute(
+        self, pipeline: Pipeline, recorder: Recorder, key: str, config: dict[str, Any]
+    ) -> CacheEntry:
+        """The training job's own run is the train stage's run; a job that was already complete
+        trained nothing now, so it is recorded like a cached stage pointing at that job's run."""
+        tags = stage_tags(pipeline, self.name, key, cached=None)
+        output = run_training_job(pipeline, key, tags)
+        entry = pipeline.record(self.name, key, output, output["run_id"])
+        if output["reused_job"]:
+            recorder.record_cached(self.name, key, config, entry)
+        return entry
+
+
+class Evaluate(Stage):
+    name = "evaluate"
+
+    def config(self, pipeline: Pipeline) -> dict[str, Any]:
         return dict(pipeline.settings["evaluate"])
-    if stage == "register":
+
+    def run(self, pipeline: Pipeline, tracker: Any) -> dict[str, Any]:
+        """The candidate's test metrics, and the one the gate will judge (ConfigError when the
+        configured gate metric is not among them: better now than at promotion)."""
+        from trainpipe.registry import Gate
+        from trainpipe.registry.scoring import evaluate
+        from trainpipe.registry.store import RegisteredModel
+
+        candidate, prepared = pipeline.output("train"), pipeline.output("prepare")
+        settings = pipeline.settings["evaluate"]
+        version = RegisteredModel(pipeline.tracking_uri, pipeline.model_name).version(
+            candidate["version"]
+        )
+        trained_on = version.tags.get("split_digest")
+        if trained_on != prepared["split_digest"]:
+            raise StageFailed(
+                self.name,
+                f"{candidate['model_uri']} was trained on splits {trained_on}, the pipeline "
+                f"prepared {prepared['split_digest']}: the data changed while the pipeline ran",
+            )
+        held_out = pipeline.held_out()
+        scores = evaluate(
+            held_out, batch_size=settings["batch_size"], device=_device(settings["device"])
+        )
+        objective = held_out.task.objective
+        gate = Gate.from_config(pipeline.conf).resolve(objective.gate_metric, objective.mode)
+        if gate.metric not in scores.metrics:
+            raise ConfigError(
+                "registry.gate.metric",
+                f"{gate.metric!r} is not among the test metrics ({', '.join(sorted(scores.metrics))})",
+            )
+        return {
+            "model_uri": candidate["model_uri"],
+            "version": candidate["version"],
+            "metrics": dict(scores.metrics),
+            "gate": {"rule": gate.describe(), "value": scores.metrics[gate.metric]},
+            "split_digest": scores.split_digest,
+            "data_digest": scores.data_digest,
+            "settings": dict(settings),
+        }
+
+
+class Register(Stage):
+    name = "register"
+
+    def config(self, pipeline: Pipeline) -> dict[str, Any]:
         return {"model_name": pipeline.model_name}
-    return {"model_name": pipeline.model_name, "gate": conf["registry"]["gate"]}
+
+    def run(self, pipeline: Pipeline, tracker: Any) -> dict[str, Any]:
+        """Link the version to this pipeline run and the scores it was evaluated with."""
+        evaluated = pipeline.output("evaluate")
+        tags = {
+            PIPELINE_RUN_TAG: str(pipeline.parent_run_id),
+            "trainpipe.pipeline.split_digest": evaluated["split_digest"],
+            **{f"trainpipe.pipeline.{k}": f"{v:.6g}" for k, v in evaluated["metrics"].items()},
+        }
+        tracker.set_version_tags(pipeline.model_name, evaluated["version"], tags)
+        return {"model_uri": evaluated["model_uri"], "version": evaluated["version"], "tags": tags}
 
 
-def always_runs(pipeline: Pipeline, stage: str) -> bool:
-    """Hub data may change under the same name: it is prepared every time (the stages after it
-    are still cached when its content digest is unchanged)."""
-    return stage == "prepare" and pipeline.conf["data"].get("source") == "hub"
+class Promote(Stage):
+    name = "promote"
+
+    def config(self, pipeline: Pipeline) -> dict[str, Any]:
+        return {"model_name": pipeline.model_name, "gate": pipeline.conf["registry"]["gate"]}
+
+    def still_valid(self, pipeline: Pipeline, output: dict[str, Any]) -> bool:
+        """The champion is the one the cached promotion left (else the gate must judge again)."""
+        return current_champion(pipeline) == output["champion_after"]
+
+    def run(self, pipeline: Pipeline, tracker: Any) -> dict[str, Any]:
+        """The gate judges the scores evaluate measured (the champion, if any, is scored on the
+        same prepared test split)."""
+        from trainpipe.registry import promote as promote_version
+        from trainpipe.registry.scoring import Scores
+
+        evaluated = pipeline.output("evaluate")
+        challenger = Scores(
+            evaluated["metrics"], evaluated["split_digest"], evaluated["data_digest"]
+        )
+        decision = promote_version(
+            pipeline.tracking_uri,
+            pipeline.model_name,
+            pipeline.output("register")["version"],
+            reason=f"trainpipe pipeline (run {pipeline.parent_run_id})",
+            actor="trainpipe pipeline",
+            held_out=pipeline.held_out(),
+            challenger=challenger,
+        )
+        before = _version_number(decision.champion_before)
+        return {
+            "promoted": bool(decision.promoted),
+            "version": str(decision.version),
+            "champion_before": before,
+            "champion_after": str(decision.version) if decision.promoted else before,
+            "rule": decision.rule,
+            "message": decision.message,
+            "objections": list(decision.objections),
+            "scores": decision.scores,
+        }
 
 
-def prepare(pipeline: Pipeline) -> dict[str, Any]:
-    from trainpipe.plan import plan_train
+STAGES: tuple[Stage, ...] = (Prepare(), Train(), Evaluate(), Register(), Promote())
+STAGE_NAMES = tuple(stage.name for stage in STAGES)
+
+
+def prepared_output(pipeline: Pipeline) -> dict[str, Any]:
+    """What the prepare stage records of the pipeline's prepared data."""
     from trainpipe.records import dataset_of
 
-    plan = plan_train(pipeline.cfg)
+    plan = pipeline.job_plan()
     prepared = plan.prepared
     dataset, input_tags = dataset_of(plan)
     return {
@@ -101,7 +281,7 @@ def training_job(pipeline: Pipeline, key: str) -> tuple[list[str], str, Path]:
     return overrides, name, Path(str(OmegaConf.select(cfg, "paths.output_dir")))
 
 
-def train(pipeline: Pipeline, key: str, stage_tags: dict[str, str]) -> dict[str, Any]:
+def run_training_job(pipeline: Pipeline, key: str, stage_tags: dict[str, str]) -> dict[str, Any]:
     """Run the training job, nested under the pipeline's run and tagged as its train stage."""
     from trainpipe.records import PARENT_RUN_ENV, RUN_TAGS_ENV
     from trainpipe.runtime.job_state import JobState
@@ -149,96 +329,6 @@ def _wait(job: subprocess.Popen) -> int:
             signal.signal(number, handler)
 
 
-def evaluate(pipeline: Pipeline) -> dict[str, Any]:
-    """The candidate's test metrics, and the one the gate will judge (ConfigError when the
-    configured gate metric is not among them: better now than after promote's own scoring)."""
-    from trainpipe.registry import Gate, score
-    from trainpipe.tasks import get_task
-
-    candidate, prepared = pipeline.output("train"), pipeline.output("prepare")
-    settings = pipeline.settings["evaluate"]
-    scores = score(
-        candidate["model_uri"],
-        pipeline.tracking_uri,
-        batch_size=settings["batch_size"],
-        device=_device(settings["device"]),
-    )
-    if scores.split_digest != prepared["split_digest"]:
-        raise StageFailed(
-            "evaluate",
-            f"{candidate['model_uri']} was scored on splits {scores.split_digest}, the pipeline "
-            f"prepared {prepared['split_digest']}: the data changed while the pipeline ran",
-        )
-    objective = get_task(prepared["task"]).objective
-    gate = Gate.from_config(pipeline.conf).resolve(objective.gate_metric, objective.mode)
-    if gate.metric not in scores.metrics:
-        raise ConfigError(
-            "registry.gate.metric",
-            f"{gate.metric!r} is not among the test metrics ({', '.join(sorted(scores.metrics))})",
-        )
-    return {
-        "model_uri": candidate["model_uri"],
-        "version": candidate["version"],
-        "metrics": dict(scores.metrics),
-        "gate": {"rule": gate.describe(), "value": scores.metrics[gate.metric]},
-        "split_digest": scores.split_digest,
-        "data_digest": scores.data_digest,
-        "settings": dict(settings),
-    }
-
-
-def register(pipeline: Pipeline, tracker: Any) -> dict[str, Any]:
-    """Link the version to this pipeline run and the scores it was evaluated with."""
-    evaluated = pipeline.output("evaluate")
-    tags = {
-        PIPELINE_RUN_TAG: str(pipeline.parent_run_id),
-        "trainpipe.pipeline.split_digest": evaluated["split_digest"],
-        **{f"trainpipe.pipeline.{k}": f"{v:.6g}" for k, v in evaluated["metrics"].items()},
-    }
-    tracker.set_version_tags(pipeline.model_name, evaluated["version"], tags)
-    return {"model_uri": evaluated["model_uri"], "version": evaluated["version"], "tags": tags}
-
-
-def promote(pipeline: Pipeline) -> dict[str, Any]:
-    from trainpipe.registry import promote as promote_version
-
-    version = pipeline.output("register")["version"]
-    decision = promote_version(
-        pipeline.tracking_uri,
-        pipeline.model_name,
-        version,
-        reason=f"trainpipe pipeline (run {pipeline.parent_run_id})",
-        actor="trainpipe pipeline",
-    )
-    before = _version_number(decision.champion_before)
-    return {
-        "promoted": bool(decision.promoted),
-        "version": str(decision.version),
-        "champion_before": before,
-        "champion_after": str(decision.version) if decision.promoted else before,
-        "rule": decision.rule,
-        "message": decision.message,
-        "objections": list(decision.objections),
-        "scores": decision.scores,
-    }
-
-
-def still_valid(pipeline: Pipeline, stage: str, output: dict[str, Any]) -> bool:
-    """Whether a cached output still describes the registry: the candidate version exists, and
-    the champion is the one the cached promotion left (else the gate must judge again)."""
-    if stage == "train":
-        from trainpipe.registry import RegistryError
-        from trainpipe.registry.store import RegisteredModel
-
-        try:
-            RegisteredModel(pipeline.tracking_uri, pipeline.model_name).version(output["version"])
-        except RegistryError:
-            return False
-    if stage == "promote":
-        return current_champion(pipeline) == output["champion_after"]
-    return True
-
-
 def champion_version(pipeline: Pipeline) -> Any | None:
     """The ModelVersion that is the champion now; None before the first promotion, or before
     the model's first registration."""
@@ -255,13 +345,12 @@ def current_champion(pipeline: Pipeline) -> str | None:
 
 
 def current_data_digest(pipeline: Pipeline) -> str:
-    """The content digest of the configured data, as its prepared data will carry it (hub data
-    must be loaded for that; other sources are digested from their files)."""
-    return (
-        prepare(pipeline)["data_digest"]
-        if always_runs(pipeline, "prepare")
-        else pipeline.data_digest
-    )
+    """The content digest of the configured data, as its prepared data will carry it (data
+    whose digest is known only once loaded is prepared for that; other sources are digested
+    from their files)."""
+    if STAGES[0].always_runs(pipeline):
+        return prepared_output(pipeline)["data_digest"]
+    return pipeline.data_digest
 
 
 def _version_number(version: Any) -> str | None:

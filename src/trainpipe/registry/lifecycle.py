@@ -66,10 +66,14 @@ def promote(
     reason: str | None = None,
     actor: str | None = None,
     gate: Gate | None = None,
+    held_out: HeldOut | None = None,
+    challenger: Scores | None = None,
 ) -> Decision:
     """Make `version` (default: the challenger) the champion if it passes `gate` (default: the
     gate recorded in its training config) against the champion on the challenger's test split.
 
+    A caller that has already loaded the version with its test data (`held_out`) and scored it
+    (`challenger`, e.g. the pipeline's evaluate stage) hands them in: neither is done again.
     `force` (with a `reason`) promotes despite a refusal. Unknown names raise RegistryError."""
     if force:
         reason = require_reason(reason, "--force")
@@ -82,12 +86,15 @@ def promote(
         message = f"version {number} is already the champion of {name}"
         return Decision(True, number, number, {}, "", message)
 
-    held_out = load_held_out(f"models:/{name}/{number}", tracking_uri)
+    if held_out is None:
+        held_out = load_held_out(f"models:/{name}/{number}", tracking_uri)
     objective = held_out.task.objective
     rule = (gate or Gate.from_config(held_out.trained_conf)).resolve(
         objective.gate_metric, objective.mode
     )
-    split_digest, scores, objections = _score_both(held_out, target, before, tracking_uri)
+    split_digest, scores, objections = _score_both(
+        held_out, target, before, tracking_uri, challenger
+    )
     if is_retired(target):
         why = target.tags.get("retired_reason", "")
         objections.insert(0, f"version {number} is retired" + (f" ({why})" if why else ""))
@@ -169,11 +176,16 @@ def history(tracking_uri: str, name: str) -> list[dict[str, Any]]:
 
 
 def _score_both(
-    held_out: HeldOut, target: Any, before: Any | None, tracking_uri: str
+    held_out: HeldOut,
+    target: Any,
+    before: Any | None,
+    tracking_uri: str,
+    challenger: Scores | None = None,
 ) -> tuple[str, dict[str, dict[str, float]], list[str]]:
-    """(split digest, role → test metrics, objections): the challenger scored on its test split;
-    the champion on the same rows if its splits are the challenger's, else an objection."""
-    challenger = evaluate(held_out)
+    """(split digest, role → test metrics, objections): the challenger scored on its test split
+    (unless its scores are given); the champion on the same rows if its splits are the
+    challenger's, else an objection."""
+    challenger = challenger or evaluate(held_out)
     scores = {"challenger": challenger.metrics}
     objections = _data_objections(target, before, challenger)
     if before is not None and not objections:

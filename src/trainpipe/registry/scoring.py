@@ -8,11 +8,14 @@ one the model was trained with (same data, same seed → same `split_digest`).
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from trainpipe.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ def evaluate(
     predictor = held_out.predictor if predictor is None else predictor
     task.check_compatible(predictor, prepared)
     metrics = task.evaluate(predictor, prepared, batch_size, device)
+    shown = ", ".join(f"{k} {float(v):.4g}" for k, v in sorted(metrics.items()))
+    log.info("scored on the test split (splits %s): %s", prepared.split_digest, shown)
     return Scores({k: float(v) for k, v in metrics.items()}, prepared.split_digest, prepared.digest)
 
 
