@@ -113,6 +113,10 @@ def preflight(command: str, args: list[str]) -> Preflight | None:
     result = Preflight(local_launcher="submitit" not in launcher.lower())
     try:
         conf = validate(cfg, command)
+        if command == "train":
+            from trainpipe.tasks import check_config
+
+            check_config(conf)
     except ConfigError as err:
         if parsed.multirun and varied_by_sweep(err.key, swept):
             return result  # this part differs per job: each job checks its own config

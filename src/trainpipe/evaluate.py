@@ -59,5 +59,4 @@ def run(cfg: DictConfig, plan: JobPlan) -> float:
             "look at it": ui_hint(tracker.tracking_uri),
         },
     )
-    objective = task.objective.metric.replace("val/", "test/")
-    return metrics.get(objective, next(iter(metrics.values())))
+    return metrics.get(task.objective.test_metric, next(iter(metrics.values())))

@@ -54,9 +54,10 @@ def settle(cfg: DictConfig, values: dict[str, Any]) -> None:
 
 
 def plan_train(cfg: DictConfig) -> JobPlan:
-    from trainpipe.tasks import resolve_task
+    from trainpipe.tasks import check_config, resolve_task
 
     conf = validate(cfg, "train")
+    check_config(conf)
     task, reason = resolve_task(conf)
     # run_name first: it hashes the config as the user gave it (`task: auto` included), so
     # `--cfg job` and every later resolution name the same job

@@ -25,7 +25,6 @@ from trainpipe.runtime.tracker import Tracker
 from trainpipe.tracking.lineage import (
     COMMAND_ENV,
     command_line,
-    dataset_columns,
     dataset_input,
     environment_tags,
     frozen_requirements,
@@ -121,7 +120,7 @@ def dataset_of(plan: JobPlan) -> tuple[dict[str, str], dict[str, str]]:
         digest=prepared.digest,
         source=prepared.source,
         source_kind=str(plan.conf["data"].get("source")),
-        columns=dataset_columns(plan.spec),
+        columns=plan.task.describe_data(plan.spec).columns,
         split_sizes=prepared.split_sizes(),
         split_digest=prepared.split_digest,
     )

@@ -97,24 +97,27 @@ def test_the_package_rebuilds_the_same_generator_and_takes_prompts_any_way(tmp_p
 
 def test_text_data_needs_a_language_model_and_d_model_must_split_into_heads(tmp_path: Path) -> None:
     from trainpipe.config.validate import validate
+    from trainpipe.tasks import check_config
 
     corpus = tmp_path / "c.txt"
     corpus.write_text("hello world\n")
     with pytest.raises(ConfigError, match="text data trains a language model: use model=gpt"):
-        validate(compose("train", ["data=text", f"data.path={corpus}"]), "train")
+        check_config(validate(compose("train", ["data=text", f"data.path={corpus}"]), "train"))
     with pytest.raises(ConfigError, match="model.d_model: must be a multiple of model.n_head"):
-        validate(
-            compose(
+        check_config(
+            validate(
+                compose(
+                    "train",
+                    [
+                        "data=text",
+                        f"data.path={corpus}",
+                        "model=gpt",
+                        "model.n_head=5",
+                        "trainer.max_steps=9",
+                    ],
+                ),
                 "train",
-                [
-                    "data=text",
-                    f"data.path={corpus}",
-                    "model=gpt",
-                    "model.n_head=5",
-                    "trainer.max_steps=9",
-                ],
-            ),
-            "train",
+            )
         )
     with pytest.raises(ConfigError, match="trainer.max_steps: model.scheduler warmup_cosine needs"):
         validate(compose("train", ["data=text", f"data.path={corpus}", "model=gpt"]), "train")

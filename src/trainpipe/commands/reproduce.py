@@ -185,10 +185,11 @@ def _job(config_dir: Path, run_name: str) -> tuple[list[str], Path]:
 
     from trainpipe.config.compose import compose
     from trainpipe.config.validate import validate
+    from trainpipe.tasks import check_config
 
     overrides = [f"~{group}" for group in GROUPS] + ["experiment=reproduce", f"run_name={run_name}"]
     cfg = compose("train", overrides, str(config_dir))
-    validate(cfg, "train")
+    check_config(validate(cfg, "train"))
     return overrides, Path(str(OmegaConf.select(cfg, "paths.output_dir")))
 
 

@@ -67,6 +67,7 @@ def plan_pipeline(args: list[str], command: str = "trainpipe pipeline") -> Pipel
     from trainpipe.config.compose import compose
     from trainpipe.config.identity import source_digest
     from trainpipe.config.validate import validate
+    from trainpipe.tasks import check_config
     from trainpipe.tracking.lineage import code_version
     from trainpipe.tracking.tracker import absolute_uri
 
@@ -74,6 +75,7 @@ def plan_pipeline(args: list[str], command: str = "trainpipe pipeline") -> Pipel
     settings = validate(compose("pipeline", pipeline_overrides), "pipeline")["pipeline"]
     cfg = compose("train", train_overrides)
     conf = validate(cfg, "train")
+    check_config(conf)
     if conf["logger"].get("_target_") != TRACKER_TARGET:
         raise ConfigError("logger", "the pipeline registers and promotes models: use logger=mlflow")
     if not conf["registry"]["register"]:

@@ -169,8 +169,10 @@ def evaluate(pipeline: Pipeline) -> dict[str, Any]:
             f"{candidate['model_uri']} was scored on splits {scores.split_digest}, the pipeline "
             f"prepared {prepared['split_digest']}: the data changed while the pipeline ran",
         )
-    objective = get_task(prepared["task"]).objective
-    gate = Gate.from_config(pipeline.conf).resolve(objective.metric, objective.mode)
+    task = get_task(prepared["task"])
+    gate = Gate.from_config(pipeline.conf).resolve(
+        task.objective.metric, task.objective.mode, task.metric_directions
+    )
     if gate.metric not in scores.metrics:
         raise ConfigError(
             "registry.gate.metric",

@@ -83,9 +83,9 @@ def promote(
         return Decision(True, number, number, {}, "", message)
 
     held_out = load_held_out(f"models:/{name}/{number}", tracking_uri)
-    objective = held_out.task.objective
+    task = held_out.task
     rule = (gate or Gate.from_config(held_out.trained_conf)).resolve(
-        objective.metric, objective.mode
+        task.objective.metric, task.objective.mode, task.metric_directions
     )
     split_digest, scores, objections = _score_both(held_out, target, before, tracking_uri)
     if is_retired(target):
