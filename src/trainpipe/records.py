@@ -100,7 +100,7 @@ def log_lineage(plan: JobPlan, tracker: Tracker) -> None:
     """What the run was made from, beyond its tags: the dataset (the run page's Datasets
     section), a patch of uncommitted changes when the tree is dirty, the installed packages.
     Journaled like every other write, so a tracking outage loses none of it."""
-    if not tracker.enabled:
+    if not tracker.tracked:
         return
     tracker.log_input(*dataset_of(plan))
     directory = plan.output_dir / LINEAGE_DIR
@@ -172,7 +172,7 @@ def register(plan: JobPlan, tracker: Tracker, module: Any, result: FitResult) ->
     """Package the best weights pickle-free and queue their registration (sent with the rest of
     tracking); False when this job registers nothing."""
     conf = plan.conf
-    if not (tracker.enabled and conf["registry"]["register"]):
+    if not (tracker.tracked and conf["registry"]["register"]):
         return False
     if result.best_path and not result.test_metrics:  # test() already loaded the best weights
         from trainpipe.runtime.checkpoint_io import load_checkpoint_file
@@ -255,7 +255,7 @@ def summary_rows(
         "run id": tracker.run_id
         or (
             "(not tracked)"
-            if not tracker.enabled
+            if not tracker.tracked
             else "(not created yet: the tracking server is unreachable)"
         ),
         "objective": result.objective,

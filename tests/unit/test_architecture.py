@@ -18,7 +18,7 @@ TASK_KEYS = (
 SNIFFING = re.compile(
     rf'(==|!=)\s*"({TASK_NAMES})"|"({TASK_NAMES})"\s*(==|!=)'  # task == "lm"
     rf'|"({TASK_KEYS})"\s+(not\s+)?in\b|\.get\("({TASK_KEYS})"|\["({TASK_KEYS})"\]'  # "n_layer" in model
-    r'|\.endswith\("\.?(CNN|MLP|GPT)"\)'  # net_target.endswith(".CNN"): a model told by name
+    r'|\.endswith\("\.?(CNN|MLP|GPT|MLflowTracker|NullTracker)"\)'  # a class told by its name
     r'|\.replace\("val/'  # val/ → test/ is tasks/base.py: test_metric
 )
 # the data layer reads its own config keys (data.seq_len, tokenizer.vocab_size)

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class MLflowTracker(Tracker):
     """The job's MLflow run: params, tags, metrics, artifacts, the registered model, the final status."""
 
-    enabled = True
+    tracked = True
 
     def __init__(
         self,
