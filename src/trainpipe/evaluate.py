@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from trainpipe.loading import load_model
 from trainpipe.plan import JobPlan
-from trainpipe.report import print_summary, ui_hint
+from trainpipe.reports.terminal import print_summary, ui_hint
 from trainpipe.tracking.lineage import git_tags, versions
 from trainpipe.tracking.params import flatten
 

@@ -69,7 +69,7 @@ def plan_pipeline(args: list[str], command: str = "trainpipe pipeline") -> Pipel
     from trainpipe.config.validate import validate
     from trainpipe.tasks import check_config
     from trainpipe.tracking.lineage import code_version
-    from trainpipe.tracking.tracker import absolute_uri
+    from trainpipe.tracking.mlflow_tracker import absolute_uri
 
     train_overrides, pipeline_overrides = split_overrides(args)
     settings = validate(compose("pipeline", pipeline_overrides), "pipeline")["pipeline"]

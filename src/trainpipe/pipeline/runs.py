@@ -14,8 +14,8 @@ from typing import Any
 from trainpipe.errors import JobFailed
 from trainpipe.pipeline.cache import CacheEntry, canonical
 from trainpipe.pipeline.context import Pipeline
+from trainpipe.tracking.mlflow_tracker import MLflowTracker
 from trainpipe.tracking.params import flatten
-from trainpipe.tracking.tracker import MLflowTracker
 
 STAGE_TAG = "trainpipe.pipeline.stage"
 KEY_TAG = "trainpipe.pipeline.cache_key"

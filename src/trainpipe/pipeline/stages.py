@@ -62,7 +62,7 @@ def always_runs(pipeline: Pipeline, stage: str) -> bool:
 
 def prepare(pipeline: Pipeline) -> dict[str, Any]:
     from trainpipe.plan import plan_train
-    from trainpipe.records import dataset_of
+    from trainpipe.run_log import dataset_of
 
     plan = plan_train(pipeline.cfg)
     prepared = plan.prepared
@@ -103,10 +103,10 @@ def training_job(pipeline: Pipeline, key: str) -> tuple[list[str], str, Path]:
 
 def train(pipeline: Pipeline, key: str, stage_tags: dict[str, str]) -> dict[str, Any]:
     """Run the training job, nested under the pipeline's run and tagged as its train stage."""
-    from trainpipe.records import PARENT_RUN_ENV, RUN_TAGS_ENV
+    from trainpipe.run_log import PARENT_RUN_ENV, RUN_TAGS_ENV
     from trainpipe.runtime.job_state import JobState
     from trainpipe.tracking.lineage import COMMAND_ENV
-    from trainpipe.tracking.registry import registered_version
+    from trainpipe.tracking.model_versions import registered_version
 
     overrides, run_name, output_dir = training_job(pipeline, key)
     reused = JobState.load(output_dir).status == "complete"

@@ -16,9 +16,9 @@ from typing import Any
 from trainpipe.errors import ConfigError
 from trainpipe.registry.audit import AuditLog, resolve_actor
 from trainpipe.registry.gate import Gate, judge
-from trainpipe.registry.scoring import HeldOut, Scores, evaluate, load_held_out
+from trainpipe.registry.scoring import HeldOut, Scores, load_held_out, score_held_out
 from trainpipe.registry.store import RegisteredModel, is_retired, number_of
-from trainpipe.tracking.registry import CHALLENGER
+from trainpipe.tracking.model_versions import CHALLENGER
 
 
 @dataclass
@@ -51,7 +51,7 @@ def champion(tracking_uri: str, name: str) -> Any | None:
 def recorded_gate(tracking_uri: str, name: str, version: str | None = None) -> tuple[str, Gate]:
     """(the version number, the gate recorded in its training config), for `version` (default:
     the challenger): what command-line flags override part of."""
-    from trainpipe.tracking.registry import training_config
+    from trainpipe.tracking.model_versions import training_config
 
     number = number_of(RegisteredModel(tracking_uri, name).version(version or CHALLENGER))
     return number, Gate.from_config(training_config(f"models:/{name}/{number}", tracking_uri))
@@ -170,7 +170,7 @@ def _score_both(
 ) -> tuple[str, dict[str, dict[str, float]], list[str]]:
     """(split digest, role → test metrics, objections): the challenger scored on its test split;
     the champion on the same rows if its splits are the challenger's, else an objection."""
-    challenger = evaluate(held_out)
+    challenger = score_held_out(held_out)
     scores = {"challenger": challenger.metrics}
     objections = _data_objections(target, before, challenger)
     if before is not None and not objections:
@@ -178,7 +178,7 @@ def _score_both(
 
         uri = f"models:/{before.name}/{number_of(before)}"
         predictor, _ = load_model(uri, tracking_uri, key="champion")
-        scores["champion"] = evaluate(held_out, predictor).metrics
+        scores["champion"] = score_held_out(held_out, predictor).metrics
     return challenger.split_digest, scores, objections
 
 
