@@ -73,11 +73,11 @@ def plan_train(cfg: DictConfig) -> JobPlan:
 
 
 def plan_eval(cfg: DictConfig) -> JobPlan:
-    from trainpipe.evaluate import load_for_eval
+    from trainpipe.loading import load_model
     from trainpipe.tasks import get_task
 
     conf = validate(cfg, "eval")
-    predictor, trained_conf = load_for_eval(conf)
+    predictor, trained_conf = load_model(conf["model_uri"], conf["logger"].get("tracking_uri"))
     task = get_task(predictor.spec["task"])
     settled = {"run_name": conf["run_name"]}
     if conf.get("data") is None:  # the data (and split seed) the model was trained on
