@@ -26,7 +26,7 @@ from trainpipe.runtime.ranks import global_rank
 log = logging.getLogger("trainpipe")
 
 # Hydra commands: command → the stage module whose run(cfg, plan) does the work
-STAGES = {"train": "trainpipe.train", "eval": "trainpipe.evaluate"}
+JOB_MODULES = {"train": "trainpipe.train", "eval": "trainpipe.evaluate"}
 # other commands: command → module with main(args) -> exit code
 TOOLS = {
     "generate": "trainpipe.commands.generate",
@@ -113,6 +113,10 @@ def preflight(command: str, args: list[str]) -> Preflight | None:
     result = Preflight(local_launcher="submitit" not in launcher.lower())
     try:
         conf = validate(cfg, command)
+        if command == "train":
+            from trainpipe.tasks import check_config
+
+            check_config(conf)
     except ConfigError as err:
         if parsed.multirun and varied_by_sweep(err.key, swept):
             return result  # this part differs per job: each job checks its own config
@@ -183,7 +187,7 @@ def run_stage(command: str, cfg: Any, pre: Preflight) -> Any:
         if plan is None:
             plan = plan_job(command, cfg)
         plan.apply(cfg, Path(HydraConfig.get().runtime.output_dir))
-        return importlib.import_module(STAGES[command]).run(cfg, plan)
+        return importlib.import_module(JOB_MODULES[command]).run(cfg, plan)
     except BaseException as err:
         outcome = classify(err)
         if outcome.name == "pruned" or (outcome.name == "error" and not multirun):
@@ -215,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     command, args = argv[0], argv[1:]
     if command in TOOLS:
         sys.exit(importlib.import_module(TOOLS[command]).main(args))
-    if command not in STAGES:
+    if command not in JOB_MODULES:
         print(f"trainpipe: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
     if "--help" in args or "-h" in args:

@@ -7,20 +7,12 @@ data it was trained on (its training config travels in its checkpoint and its ML
 
 from __future__ import annotations
 
-from typing import Any
-
 from omegaconf import DictConfig
 
-from trainpipe.loading import load_model
 from trainpipe.plan import JobPlan
-from trainpipe.report import print_summary, ui_hint
+from trainpipe.reports.terminal import print_summary, ui_hint
 from trainpipe.tracking.lineage import git_tags, versions
 from trainpipe.tracking.params import flatten
-
-
-def load_for_eval(conf: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
-    """(predictor, the config it was trained with, if known) for `conf["model_uri"]`."""
-    return load_model(conf["model_uri"], conf["logger"].get("tracking_uri"))
 
 
 def run(cfg: DictConfig, plan: JobPlan) -> float:
@@ -59,5 +51,4 @@ def run(cfg: DictConfig, plan: JobPlan) -> float:
             "look at it": ui_hint(tracker.tracking_uri),
         },
     )
-    objective = task.objective.metric.replace("val/", "test/")
-    return metrics.get(objective, next(iter(metrics.values())))
+    return metrics.get(task.objective.test_metric, next(iter(metrics.values())))

@@ -16,7 +16,7 @@ def load_model(
 ) -> tuple[Any, dict[str, Any] | None]:
     """(predictor, the resolved config it was trained with, if known). Errors name `key`."""
     if uri.startswith(REGISTRY_SCHEMES):
-        from trainpipe.tracking.registry import load_registered, training_config
+        from trainpipe.tracking.model_versions import load_registered, training_config
 
         try:
             python_model = load_registered(uri, tracking_uri)

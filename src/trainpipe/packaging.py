@@ -1,7 +1,7 @@
 """A model package: the files of a deployable model and the manifest that says how to log them.
 
 A task writes the package into `<output dir>/model/` when training ends (weights as safetensors,
-a JSON spec, an input example); the registry (`tracking/registry.py`) logs and registers it
+a JSON spec, an input example); the registry (`tracking/model_versions.py`) logs and registers it
 without knowing which task made it, possibly much later (after a tracking outage, through
 `trainpipe sync`). Nothing in a package is pickled.
 """

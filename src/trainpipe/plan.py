@@ -58,13 +58,15 @@ def settle(cfg: DictConfig, values: dict[str, Any]) -> None:
 
 
 def plan_train(cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobPlan:
-    """`validated`: `validate(cfg, "train")`, when the caller has already checked `cfg`."""
-    from trainpipe.tasks import resolve_task
+    """`validated`: `cfg` already checked by the caller (schema and the task's rules)."""
+    from trainpipe.tasks import check_config, resolve_task
 
-    conf = validated if validated is not None else validate(cfg, "train")
-    fingerprint = config_fingerprint(
-        cfg
-    )  # of the config as given (`task: auto`), as the run name's
+    if validated is None:  # e.g. a job of a --multirun: each checks its own config
+        validated = validate(cfg, "train")
+        check_config(validated)
+    conf = validated
+    # of the config as given (`task: auto`), as the run name's
+    fingerprint = config_fingerprint(cfg)
     task, reason = resolve_task(conf)
     # run_name first: it hashes the config as the user gave it (`task: auto` included), so
     # `--cfg job` and every later resolution name the same job
@@ -85,11 +87,11 @@ def plan_train(cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobP
 
 
 def plan_eval(cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobPlan:
-    from trainpipe.evaluate import load_for_eval
+    from trainpipe.loading import load_model
     from trainpipe.tasks import get_task
 
     conf = validated if validated is not None else validate(cfg, "eval")
-    predictor, trained_conf = load_for_eval(conf)
+    predictor, trained_conf = load_model(conf["model_uri"], conf["logger"].get("tracking_uri"))
     task = get_task(predictor.spec["task"])
     settled = {"run_name": conf["run_name"]}
     if conf.get("data") is None:  # the data (and split seed) the model was trained on

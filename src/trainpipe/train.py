@@ -10,19 +10,13 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from trainpipe.config.identity import MODEL_SECTIONS, fingerprint
+from trainpipe.data_change import identity
+from trainpipe.fit_result import FitResult
 from trainpipe.plan import JobPlan
-from trainpipe.records import (
-    FitResult,
-    identity,
-    log_best,
-    log_lineage,
-    make_tracker,
-    register,
-    run_params,
-    run_tags,
-    summary_rows,
-)
-from trainpipe.report import print_config_tree, print_summary
+from trainpipe.registration import register
+from trainpipe.reports.summary import summary_rows
+from trainpipe.reports.terminal import print_config_tree, print_summary
+from trainpipe.run_log import log_best, log_lineage, make_tracker, run_params, run_tags
 from trainpipe.runtime.job import Job
 from trainpipe.runtime.resume import archive_previous_attempt, resume_point
 from trainpipe.runtime.signals import StopSignals

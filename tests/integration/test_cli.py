@@ -56,6 +56,9 @@ def test_cfg_job_prints_config_without_heavy_imports(workdir: Path) -> None:
 def test_config_error_imports_no_heavy_module(workdir: Path) -> None:
     line, _ = heavy_modules_after(["train", "trainer.max_epochs=0"], workdir)
     assert line == "HEAVY= CODE=2"
+    # a task's own rule (Task.validate): a CNN needs image-shaped data
+    line, _ = heavy_modules_after(["train", "model=cnn", "data.image_shape=null"], workdir)
+    assert line == "HEAVY= CODE=2"
 
 
 def test_python_dash_m_and_console_script_agree(workdir: Path) -> None:

@@ -27,11 +27,11 @@ def whole_split_accuracy(job_dir: Path, split: str) -> float:
     """Accuracy of the job's last checkpoint over a whole split, computed in one process."""
     import numpy as np
 
-    from trainpipe.evaluate import load_for_eval
+    from trainpipe.loading import load_model
     from trainpipe.tasks import get_task
 
     newest = max((job_dir / "checkpoints").glob("step-*.ckpt"))
-    predictor, trained = load_for_eval({"model_uri": str(newest), "logger": {}})
+    predictor, trained = load_model(str(newest), None)
     prepared = get_task("classification").prepare(trained)
     rows = prepared.splits[split].with_format("numpy")[:]
     truth = [prepared.class_values[i] for i in rows["target"]]

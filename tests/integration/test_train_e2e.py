@@ -173,3 +173,18 @@ def test_eval_of_a_missing_model_is_a_clear_error(
     result = run_cli(["eval", "model_uri=models:/no_such_model/3"], cwd=workdir)
     assert result.returncode == 2
     assert "model_uri" in result.stderr and "no_such_model" in result.stderr
+
+
+def test_generate_and_export_refuse_a_model_whose_task_cannot(
+    trained: tuple[Path, subprocess.CompletedProcess],
+) -> None:
+    workdir, _ = trained
+    (job_dir,) = (workdir / "outputs" / "train" / "digits").iterdir()
+    best = next((job_dir / "checkpoints").glob("best-*.ckpt"))
+    generated = run_cli(["generate", f"model_uri={best}", "prompt=hi"], cwd=workdir)
+    assert generated.returncode == 2
+    assert "is a classification model, not a language model" in generated.stderr
+    exported = run_cli(["export", str(best), str(workdir / "hf")], cwd=workdir)
+    assert exported.returncode == 2
+    assert "only language models export to hf" in exported.stderr
+    assert not (workdir / "hf").exists()

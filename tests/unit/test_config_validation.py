@@ -15,6 +15,7 @@ from trainpipe.config.schema import RULE, load_schema
 from trainpipe.config.targets import check_arguments
 from trainpipe.config.validate import resolve, validate
 from trainpipe.errors import ConfigError
+from trainpipe.tasks import check_config
 
 
 def test_default_config_is_valid_and_named_after_its_data() -> None:
@@ -119,8 +120,8 @@ def test_run_name_is_deterministic_and_tracks_the_training_config_and_data(tmp_p
     ],
 )
 def test_bad_values_name_the_key(overrides: list[str], key: str, shown: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        validate(compose("train", overrides), "train")
+    with pytest.raises(ConfigError) as caught:  # the schema's rules, then the task's own
+        check_config(validate(compose("train", overrides), "train"))
     message = str(caught.value)
     assert key in message
     assert shown in message
@@ -181,7 +182,7 @@ def test_the_plan_keeps_the_one_fingerprint_its_run_name_hashes(workdir: Path) -
 
     from trainpipe.config.identity import config_fingerprint
     from trainpipe.plan import plan_train
-    from trainpipe.records import fingerprint_of
+    from trainpipe.run_log import fingerprint_of
 
     overrides = ["model.optimizer.lr=0.002"]
     plan = plan_train(compose("train", overrides))

@@ -8,6 +8,7 @@ import pytest
 
 from trainpipe.errors import ConfigError
 from trainpipe.registry.gate import Gate, judge
+from trainpipe.tasks import get_task
 
 
 @pytest.mark.parametrize(
@@ -29,12 +30,25 @@ def test_auto_is_the_tasks_gate_metric_on_the_test_split(
     assert (gate.metric, gate.direction) == (metric, direction)
 
 
-def test_another_metric_takes_a_known_direction_or_must_name_one() -> None:
-    assert Gate(metric="test/f1").resolve("val/acc", "max").direction == "max"
-    assert Gate(metric="test/loss").resolve("val/acc", "max").direction == "min"
-    assert Gate(metric="test/zeta", direction="min").resolve("val/acc", "max").direction == "min"
+def test_another_metric_takes_the_direction_its_task_declares_or_must_name_one() -> None:
+    classification = get_task("classification").metric_directions
+    assert Gate(metric="test/f1").resolve("val/acc", "max", classification).direction == "max"
+    assert Gate(metric="test/loss").resolve("val/acc", "max", classification).direction == "min"
+    regression = get_task("regression").metric_directions
+    assert Gate(metric="test/r2").resolve("val/rmse", "min", regression).direction == "max"
+    assert Gate(metric="test/mae").resolve("val/rmse", "min", regression).direction == "min"
+    assert (
+        Gate(metric="test/bpb")
+        .resolve("val/loss", "min", get_task("lm").metric_directions)
+        .direction
+        == "min"
+    )
+    zeta = Gate(metric="test/zeta", direction="min")
+    assert zeta.resolve("val/acc", "max", classification).direction == "min"
     with pytest.raises(ConfigError, match="registry.gate.direction"):
-        Gate(metric="test/zeta").resolve("val/acc", "max")
+        Gate(metric="test/zeta").resolve("val/acc", "max", classification)
+    with pytest.raises(ConfigError, match="registry.gate.direction"):  # not this task's metric
+        Gate(metric="test/rmse").resolve("val/acc", "max", classification)
 
 
 def test_max_direction_with_min_improvement() -> None:

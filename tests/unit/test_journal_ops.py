@@ -11,7 +11,7 @@ import mlflow
 from trainpipe.tracking import MLflowTracker
 from trainpipe.tracking.journal import CURSOR
 from trainpipe.tracking.lineage import dataset_input
-from trainpipe.tracking.tracker import sync
+from trainpipe.tracking.mlflow_tracker import sync
 
 
 def test_inputs_and_version_tags_are_journaled_and_replay_idempotently(tmp_path: Path) -> None:

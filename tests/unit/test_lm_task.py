@@ -18,7 +18,7 @@ from trainpipe.config.compose import compose
 from trainpipe.config.targets import instantiate_checked
 from trainpipe.config.validate import resolve, validate
 from trainpipe.errors import ConfigError
-from trainpipe.tasks import get_task
+from trainpipe.tasks import check_config, get_task
 
 TINY_GPT = ["model.n_layer=1", "model.n_head=2", "model.d_model=32", "model.seq_len=16"]
 
@@ -104,20 +104,22 @@ def test_text_data_needs_a_language_model_and_d_model_must_split_into_heads(tmp_
     corpus = tmp_path / "c.txt"
     corpus.write_text("hello world\n")
     with pytest.raises(ConfigError, match="text data trains a language model: use model=gpt"):
-        validate(compose("train", ["data=text", f"data.path={corpus}"]), "train")
+        check_config(validate(compose("train", ["data=text", f"data.path={corpus}"]), "train"))
     with pytest.raises(ConfigError, match="model.d_model: must be a multiple of model.n_head"):
-        validate(
-            compose(
+        check_config(
+            validate(
+                compose(
+                    "train",
+                    [
+                        "data=text",
+                        f"data.path={corpus}",
+                        "model=gpt",
+                        "model.n_head=5",
+                        "trainer.max_steps=9",
+                    ],
+                ),
                 "train",
-                [
-                    "data=text",
-                    f"data.path={corpus}",
-                    "model=gpt",
-                    "model.n_head=5",
-                    "trainer.max_steps=9",
-                ],
-            ),
-            "train",
+            )
         )
     with pytest.raises(ConfigError, match="model.scheduler.total_steps: must be the run's length"):
         validate(

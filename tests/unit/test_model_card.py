@@ -9,7 +9,9 @@ import numpy as np
 
 from trainpipe.reports import plots
 from trainpipe.reports.card import ModelCard, render
-from trainpipe.tracking.lineage import dataset_columns, dataset_input
+from trainpipe.tasks import get_task
+from trainpipe.tasks.tabular import plots as tabular_plots
+from trainpipe.tracking.lineage import dataset_input
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -42,8 +44,10 @@ def test_plots_are_drawn_and_written_as_png(tmp_path: Path) -> None:
     history = {"train/loss": [(1, 2.0), (2, 1.5)], "val/loss": [(2, 1.6)], "val/acc": [(2, 0.5)]}
     figures = {
         "curves": plots.learning_curves(history, "val/acc"),
-        "matrix": plots.confusion_matrix(np.array([0, 1, 1]), np.array([0, 1, 0]), ["a", "b"]),
-        "scatter": plots.predicted_vs_true(np.array([1.0, 2.0]), np.array([1.1, 1.9]), "y"),
+        "matrix": tabular_plots.confusion_matrix(
+            np.array([0, 1, 1]), np.array([0, 1, 0]), ["a", "b"]
+        ),
+        "scatter": tabular_plots.predicted_vs_true(np.array([1.0, 2.0]), np.array([1.1, 1.9]), "y"),
     }
     for name, figure in figures.items():
         path = plots.save_png(figure, tmp_path / f"{name}.png")
@@ -58,7 +62,7 @@ def test_the_dataset_record_names_source_digest_schema_and_rows_per_split() -> N
         digest="d43ae95ca6935ccc",
         source="rows.csv",
         source_kind="csv",
-        columns=dataset_columns(spec),
+        columns=get_task("classification").describe_data(spec).columns,
         split_sizes={"train": 8, "val": 1, "test": 1},
         split_digest="a3dd4efa9796938e",
     )
@@ -76,6 +80,6 @@ def test_the_dataset_record_names_source_digest_schema_and_rows_per_split() -> N
         "trainpipe.rows.val": "1",
         "trainpipe.rows.test": "1",
     }
-    assert dataset_columns({"vocab_size": 256}) == [
+    assert get_task("lm").describe_data({"vocab_size": 256}).columns == [
         {"name": "text", "type": "string", "required": True}
     ]

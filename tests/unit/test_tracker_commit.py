@@ -55,3 +55,37 @@ def test_a_sqlite_store_keeps_artifacts_beside_the_database_whatever_the_cwd(
     assert tracker.finish("FINISHED") == 0
     assert (store / "mlruns" / "wine_v2" / run_id / "artifacts" / "notes" / "a.txt").is_file()
     assert not (elsewhere / "mlruns").exists()
+
+
+class Recorder:
+    """A tracking backend that is not MLflow: told apart by what it declares, not by its name."""
+
+    tracked = True
+
+    def __init__(self, **_: Any) -> None:
+        pass
+
+
+def test_whether_a_job_is_tracked_is_what_its_tracker_class_declares() -> None:
+    from omegaconf import OmegaConf
+
+    from trainpipe.config.identity import run_identity
+    from trainpipe.config.targets import declared
+    from trainpipe.tracking import NullTracker
+
+    def identity(target: str) -> str:
+        return run_identity(OmegaConf.create({"logger": {"_target_": target}, "model": {}}))
+
+    mlflow_target, none_target = (
+        MLflowTracker.__module__ + ".MLflowTracker",
+        "trainpipe.tracking.NullTracker",
+    )
+    recorder = f"{__name__}.Recorder"
+    assert [
+        declared({"_target_": t}, "logger", "tracked")
+        for t in (mlflow_target, recorder, none_target)
+    ] == [True, True, False]
+    assert identity(recorder) == identity(mlflow_target) != identity(none_target)
+    # the registry half of the protocol has do-nothing defaults: a stage may tag a version
+    # through any tracker
+    assert NullTracker().set_version_tags("model", "1", {"trainpipe.pipeline": "x"}) is None

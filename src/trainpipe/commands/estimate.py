@@ -14,16 +14,13 @@ keys (configs/train.yaml) for the assumed MFU, the GPU, the price and a token bu
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from trainpipe.errors import USER_ERROR_EXIT_CODE, ConfigError, UserError
 
-BYTE_VOCAB = 257  # 256 bytes + end-of-text (data/tokenizers.py)
 DEFAULT_DEVICE = "NVIDIA H100 80GB HBM3"  # H100 SXM, when no GPU is visible and none is named
 SHARDING_OFF = ("NO_SHARD",)
 
@@ -49,10 +46,19 @@ def describe(overrides: list[str], config_dir: str | None = None) -> str:
     from trainpipe.config.compose import compose
     from trainpipe.config.validate import validate
     from trainpipe.perf.estimate import estimate, format_estimate
+    from trainpipe.tasks import model_task
+    from trainpipe.tasks.base import ESTIMATE
 
     conf = validate(compose("train", overrides, config_dir), "train")
+    task = model_task(conf["model"])
+    if task is None or ESTIMATE not in task.capabilities:
+        raise ConfigError(
+            "model",
+            f"estimate covers GPT models (model=gpt); model is {conf['model'].get('name')!r}",
+        )
+    task.validate(conf)
     notes: list[str] = []
-    model = model_shape(conf, notes)
+    model = task.model_shape(conf, notes)
     run = run_shape(conf, notes)
     result = estimate(model, run, assumptions(conf, run.precision, notes))
     warning = memory_warning(result.memory.total, result.assumptions.device)
@@ -65,45 +71,6 @@ def describe(overrides: list[str], config_dir: str | None = None) -> str:
     )
     lines = [f"\n{'warning' if n is warning else 'note'}: {n}" for n in notes]
     return title + "\n" + format_estimate(result) + "".join(lines)
-
-
-def model_shape(conf: dict[str, Any], notes: list[str]) -> Any:
-    from trainpipe.perf.estimate import ModelShape
-
-    model = conf["model"]
-    if "n_layer" not in model:
-        raise ConfigError(
-            "model", f"estimate covers GPT models (model=gpt); model is {model.get('name')!r}"
-        )
-    shape = {k: model[k] for k in ("n_layer", "n_head", "d_model", "seq_len")}
-    vocab = vocab_size(conf["tokenizer"], notes)
-    if model.get("init_from"):
-        hf = json.loads((Path(model["init_from"]).expanduser() / "config.json").read_text())
-        shape.update(n_layer=hf["n_layer"], n_head=hf["n_head"], d_model=hf["n_embd"])
-        vocab = max(vocab, int(hf["vocab_size"]))
-        notes.append(f"architecture from {model['init_from']}/config.json")
-    return ModelShape(**shape, vocab_size=vocab, bias=bool(model.get("bias", True)))
-
-
-def vocab_size(tokenizer: dict[str, Any], notes: list[str]) -> int:
-    """The tokenizer's id count, read without training or loading anything."""
-    kind = tokenizer.get("kind")
-    if kind == "bytes":
-        return BYTE_VOCAB
-    if kind == "bpe":
-        notes.append(
-            f"vocabulary: tokenizer.vocab_size={tokenizer['vocab_size']} (a small corpus may yield "
-            "fewer BPE tokens; the trained size is what the model gets)"
-        )
-        return int(tokenizer["vocab_size"])
-    path = Path(str(tokenizer.get("path"))).expanduser() / "tokenizer.json"
-    if not path.is_file():
-        raise ConfigError("tokenizer.path", f"no tokenizer.json in {tokenizer.get('path')!r}")
-    data = json.loads(path.read_text())
-    vocab = data["model"].get("vocab") or {}
-    ids = list(vocab.values()) if isinstance(vocab, dict) else list(range(len(vocab)))
-    ids += [token["id"] for token in data.get("added_tokens", [])]
-    return max(ids) + 1
 
 
 def run_shape(conf: dict[str, Any], notes: list[str]) -> Any:

@@ -40,22 +40,19 @@ def main(args: list[str]) -> int:
 
 
 def export(model_uri: str, out_dir: Path, tracking_uri: str | None) -> Path:
-    import tempfile
-
     from trainpipe.loading import load_model
-    from trainpipe.tasks.lm.hf import export_hf, export_tokenizer
+    from trainpipe.tasks import get_task
+    from trainpipe.tasks.base import EXPORT
 
     predictor, _ = load_model(model_uri, tracking_uri, key="model")
-    if predictor.spec["task"] != "lm":
+    task = get_task(predictor.spec["task"])
+    if EXPORT not in task.capabilities:
         raise ConfigError(
             "model",
-            f"{model_uri!r} is a {predictor.spec['task']} model; only language models export to hf",
+            f"{model_uri!r} is a {task.name} model; only language models export to hf",
         )
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "config.json").is_file():
         raise ConfigError(
             "out_dir", f"{out_dir} exists and is not an exported model; choose an empty dir"
         )
-    eot = predictor.tokenizer.eot_id
-    with tempfile.TemporaryDirectory() as tmp:
-        files = export_tokenizer(predictor.tokenizer, Path(tmp))
-        return export_hf(predictor.model, out_dir, files, bos_token_id=eot, eos_token_id=eot)
+    return task.export(predictor, out_dir)

@@ -37,12 +37,15 @@ def generate(conf: dict) -> list[str]:
 
     from trainpipe.errors import ConfigError
     from trainpipe.loading import load_model
+    from trainpipe.tasks import get_task
+    from trainpipe.tasks.base import GENERATE
 
     predictor, _ = load_model(conf["model_uri"], conf["tracking_uri"])
-    if predictor.spec["task"] != "lm":
+    task = get_task(predictor.spec["task"])
+    if GENERATE not in task.capabilities:
         raise ConfigError(
             "model_uri",
-            f"{conf['model_uri']!r} is a {predictor.spec['task']} model, not a language model",
+            f"{conf['model_uri']!r} is a {task.name} model, not a language model",
         )
     device = (
         conf["device"]

@@ -93,7 +93,7 @@ def data_unchanged(pipeline: Any) -> str | None:
 
 def _print_summary(pipeline: Any, decision: Any, seconds: float) -> None:
     from trainpipe.pipeline.runner import ran
-    from trainpipe.report import print_summary, ui_hint
+    from trainpipe.reports.terminal import print_summary, ui_hint
 
     rows: dict[str, Any] = {"pipeline run": pipeline.parent_run_id}
     for stage, entry in pipeline.results.items():

@@ -66,7 +66,7 @@ def reproduce(model_uri: str, tracking_uri: str | None) -> int:
     """Retrain `model_uri` from its recorded config and compare; the exit code (see above)."""
     import mlflow
 
-    from trainpipe.tracking.tracker import absolute_uri
+    from trainpipe.tracking.mlflow_tracker import absolute_uri
 
     store = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
     uri = absolute_uri(store)
@@ -104,7 +104,7 @@ def resolve_version(model_uri: str, tracking_uri: str) -> tuple[str, Any]:
 
 def recorded_config(model: str, tracking_uri: str) -> dict[str, Any]:
     """The resolved config the version's run trained with (its config.yaml artifact)."""
-    from trainpipe.tracking.registry import training_config
+    from trainpipe.tracking.model_versions import training_config
 
     conf = training_config(model, tracking_uri)
     if not conf or "paths" not in conf:
@@ -194,16 +194,17 @@ def _job(config_dir: Path, run_name: str) -> tuple[list[str], Path]:
 
     from trainpipe.config.compose import compose
     from trainpipe.config.validate import validate
+    from trainpipe.tasks import check_config
 
     overrides = [f"~{group}" for group in GROUPS] + ["experiment=reproduce", f"run_name={run_name}"]
     cfg = compose("train", overrides, str(config_dir))
-    validate(cfg, "train")
+    check_config(validate(cfg, "train"))
     return overrides, Path(str(OmegaConf.select(cfg, "paths.output_dir")))
 
 
 def _train(config_dir: Path, run_name: str, model_uri: str) -> str:
     """Run the training job on the recorded config; returns its MLflow run id."""
-    from trainpipe.records import RUN_TAGS_ENV
+    from trainpipe.run_log import RUN_TAGS_ENV
     from trainpipe.runtime.job_state import JobState
     from trainpipe.tracking.lineage import COMMAND_ENV
 

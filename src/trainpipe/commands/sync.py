@@ -22,7 +22,7 @@ def main(args: list[str]) -> int:
         "--timeout", type=float, default=60.0, help="seconds to keep retrying (default 60)"
     )
     parsed = parser.parse_args(args)
-    from trainpipe.tracking.tracker import sync
+    from trainpipe.tracking.mlflow_tracker import sync
 
     try:
         left, journal = sync(parsed.output_dir, parsed.tracking_uri, parsed.timeout)

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from trainpipe.config.sources import SOURCES
+from trainpipe.config.targets import declared
 
 # The parts of the config that decide what is trained. Paths, logging and registry settings
 # do not change the model, so they do not change the job's identity.
@@ -87,7 +88,7 @@ def run_identity(root: DictConfig) -> str:
     data = root.get("data") or {}
     model_name = OmegaConf.select(root, "model.name", default=None) or root.get("task_name", "run")
     digest = source_digest(data) if data else ""
-    tracked = str(OmegaConf.select(root, "logger._target_", default="")).endswith("MLflowTracker")
+    tracked = bool(declared(root.get("logger"), "logger", "tracked", default=False))
     blob = f"{config_fingerprint(root)}|{digest}|tracked={tracked}"
     short = hashlib.sha256(blob.encode()).hexdigest()[:8]
     return f"{safe_name(data.get('name', 'data'))}-{safe_name(model_name)}-{short}"

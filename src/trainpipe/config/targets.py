@@ -41,6 +41,20 @@ def check_arguments(node: Any, key: str, provided: tuple[str, ...] = ()) -> None
         raise ConfigError(f"{key}.{name}", f"unknown argument for {target}{suggestion}")
 
 
+def declared(node: Any, key: str, attribute: str, default: Any = None) -> Any:
+    """What the class a node's `_target_` names declares about itself (a class attribute, such as
+    a tracker's `tracked`), read without building it; `default` without a `_target_`."""
+    from hydra.utils import get_object
+
+    target = node.get("_target_") if node else None
+    if not target:
+        return default
+    try:
+        return getattr(get_object(str(target)), attribute, default)
+    except Exception as err:
+        raise ConfigError(f"{key}._target_", f"cannot import {target!r}: {err}") from None
+
+
 def instantiate_checked(node: Any, key: str, **kwargs: Any) -> Any:
     """`hydra.utils.instantiate(node, **kwargs)` after `check_arguments`."""
     from hydra.utils import instantiate

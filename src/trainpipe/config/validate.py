@@ -5,7 +5,9 @@ Three kinds of checks, all before torch is imported:
   arguments of open sections, which `config/targets.py` checks against the real signature of
   their `_target_` when it is built;
 - every value satisfies the rule declared next to its key (config/schema.py);
-- rules that span keys (fractions that must sum below 1, a CNN needs image-shaped data, …).
+- rules that span keys (fractions that must sum below 1, a scheduler needs max_steps, …).
+Rules that depend on the task or its model are the task's own (`Task.validate`, run by
+`trainpipe.tasks.check_config` on the config validated here).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def _check_cross_fields(conf: dict[str, Any], entry: str) -> None:
     if data is not None:
         _check_data(data)
     if entry == "train":
-        _check_training(conf, data)
+        _check_training(conf)
 
 
 def _check_data(data: dict[str, Any]) -> None:
@@ -150,15 +152,8 @@ def _check_data(data: dict[str, Any]) -> None:
         _check_table(data)
 
 
-def _check_training(conf: dict[str, Any], data: dict[str, Any]) -> None:
-    _check_language_model(conf["model"], data)
-    _check_fsdp2(conf["trainer"], conf["model"])
-    if "n_layer" in conf["model"] and conf["trainer"].get("gradient_clip_val") is not None:
-        raise ConfigError(
-            "trainer.gradient_clip_val",
-            "GPT models clip their gradients in the module (it works with fused AdamW): "
-            "set model.grad_clip instead",
-        )
+def _check_training(conf: dict[str, Any]) -> None:
+    _check_fsdp2(conf["trainer"])
     scheduler = conf["model"].get("scheduler") or {}
     total = scheduler.get("total_steps", -1)  # -1: max_epochs × steps per epoch (the module's)
     if not (isinstance(total, int) and (total >= 1 or total == -1)):
@@ -170,12 +165,6 @@ def _check_training(conf: dict[str, Any], data: dict[str, Any]) -> None:
     for name in conf["preemption"]["signals"]:
         if name not in SIGNALS:
             raise ConfigError("preemption.signals", f"must name {', '.join(SIGNALS)}, got {name!r}")
-    net_target = (conf["model"].get("net") or {}).get("_target_", "")
-    if net_target.endswith(".CNN") and data.get("image_shape") is None:
-        raise ConfigError(
-            "data.image_shape",
-            "model.net CNN needs image-shaped input; set data.image_shape=[C,H,W]",
-        )
     devices = conf["trainer"]["devices"]
     if isinstance(devices, str) and devices != "auto" and not devices.lstrip("-").isdigit():
         raise ConfigError(
@@ -209,56 +198,11 @@ def _check_table(data: dict[str, Any]) -> None:
             )
 
 
-def _check_language_model(model: dict[str, Any], data: dict[str, Any]) -> None:
-    if data["kind"] == "text" and "seq_len" not in model:
-        raise ConfigError(
-            "model",
-            f"text data trains a language model: use model=gpt (model is {model.get('name')!r})",
-        )
-    if "n_head" not in model:
-        return
-    if model["d_model"] % model["n_head"]:
-        raise ConfigError(
-            "model.d_model",
-            f"must be a multiple of model.n_head ({model['n_head']}), got {model['d_model']}",
-        )
-    if model.get("init_from"):
-        positions = _pretrained_positions(model["init_from"])
-        if model["seq_len"] > positions:
-            raise ConfigError(
-                "model.seq_len",
-                f"is {model['seq_len']} but the init_from checkpoint has {positions} positions; "
-                f"set model.seq_len <= {positions}",
-            )
-
-
-def _pretrained_positions(directory: str) -> int:
-    """n_positions of a Hugging Face GPT-2 dir (read from its config.json: no torch needed)."""
-    import json
-    from pathlib import Path
-
-    config = Path(directory).expanduser() / "config.json"
-    if not config.is_file():
-        raise ConfigError(
-            "model.init_from", f"no config.json in {directory!r} (a Hugging Face GPT-2 dir)"
-        )
-    try:
-        return int(json.loads(config.read_text())["n_positions"])
-    except (ValueError, KeyError) as err:
-        raise ConfigError("model.init_from", f"{config} is not a GPT-2 config: {err}") from None
-
-
-def _check_fsdp2(trainer: dict[str, Any], model: dict[str, Any]) -> None:
+def _check_fsdp2(trainer: dict[str, Any]) -> None:
     strategy = trainer.get("strategy")
     target = strategy.get("_target_", "") if isinstance(strategy, dict) else ""
     if not str(target).endswith("FSDP2Strategy"):
         return
-    if "n_layer" not in model:
-        raise ConfigError(
-            "trainer",
-            f"trainer=fsdp2 shards GPT models (model=gpt); model={model.get('name')} trains with "
-            "trainer=gpu or trainer=ddp",
-        )
     if str(trainer["precision"]) not in FSDP2_PRECISIONS:
         raise ConfigError(
             "trainer.precision",

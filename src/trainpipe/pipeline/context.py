@@ -98,15 +98,18 @@ def plan_pipeline(args: list[str], command: str = "trainpipe pipeline") -> Pipel
     mistake."""
     from trainpipe.config.compose import compose
     from trainpipe.config.identity import source_digest
+    from trainpipe.config.targets import declared
     from trainpipe.config.validate import validate
+    from trainpipe.tasks import check_config
     from trainpipe.tracking.lineage import code_version
-    from trainpipe.tracking.tracker import absolute_uri
+    from trainpipe.tracking.mlflow_tracker import absolute_uri
 
     train_overrides, pipeline_overrides = split_overrides(args)
     settings = validate(compose("pipeline", pipeline_overrides), "pipeline")["pipeline"]
     cfg = compose("train", train_overrides)
     conf = validate(cfg, "train")
-    if conf["logger"].get("tracking_uri") is None:  # logger=none: nothing to register with
+    check_config(conf)
+    if not declared(conf["logger"], "logger", "tracked", default=False):  # nothing to register with
         raise ConfigError("logger", "the pipeline registers and promotes models: use logger=mlflow")
     if not conf["registry"]["register"]:
         raise ConfigError("registry.register", "the pipeline registers its model: must be true")

@@ -139,7 +139,7 @@ class Evaluate(Stage):
         """The candidate's test metrics, and the one the gate will judge (ConfigError when the
         configured gate metric is not among them: better now than at promotion)."""
         from trainpipe.registry import Gate
-        from trainpipe.registry.scoring import evaluate
+        from trainpipe.registry.scoring import score_held_out
         from trainpipe.registry.store import RegisteredModel
 
         candidate, prepared = pipeline.output("train"), pipeline.output("prepare")
@@ -155,11 +155,13 @@ class Evaluate(Stage):
                 f"prepared {prepared['split_digest']}: the data changed while the pipeline ran",
             )
         held_out = pipeline.held_out()
-        scores = evaluate(
+        scores = score_held_out(
             held_out, batch_size=settings["batch_size"], device=_device(settings["device"])
         )
-        objective = held_out.task.objective
-        gate = Gate.from_config(pipeline.conf).resolve(objective.gate_metric, objective.mode)
+        task = held_out.task
+        gate = Gate.from_config(pipeline.conf).resolve(
+            task.objective.gate_metric, task.objective.mode, task.metric_directions
+        )
         if gate.metric not in scores.metrics:
             raise ConfigError(
                 "registry.gate.metric",
@@ -242,7 +244,7 @@ STAGE_NAMES = tuple(stage.name for stage in STAGES)
 
 def prepared_output(pipeline: Pipeline) -> dict[str, Any]:
     """What the prepare stage records of the pipeline's prepared data."""
-    from trainpipe.records import dataset_of
+    from trainpipe.run_log import dataset_of
 
     plan = pipeline.job_plan()
     prepared = plan.prepared
@@ -283,10 +285,10 @@ def training_job(pipeline: Pipeline, key: str) -> tuple[list[str], str, Path]:
 
 def run_training_job(pipeline: Pipeline, key: str, stage_tags: dict[str, str]) -> dict[str, Any]:
     """Run the training job, nested under the pipeline's run and tagged as its train stage."""
-    from trainpipe.records import PARENT_RUN_ENV, RUN_TAGS_ENV
+    from trainpipe.run_log import PARENT_RUN_ENV, RUN_TAGS_ENV
     from trainpipe.runtime.job_state import JobState
     from trainpipe.tracking.lineage import COMMAND_ENV
-    from trainpipe.tracking.registry import registered_version
+    from trainpipe.tracking.model_versions import registered_version
 
     overrides, run_name, output_dir = training_job(pipeline, key)
     reused = JobState.load(output_dir).status == "complete"

@@ -1,24 +1,21 @@
 """The promotion gate: the rule a challenger's test scores must pass to become the champion.
 
 Pure logic (no MLflow, no torch): `Gate` is the `registry.gate` config section; `resolve` fills in
-`auto` from the task's objective; `judge` compares the two sets of scores (docs/registry.md).
+`auto` from the task's objective and the directions its metrics declare; `judge` compares the two
+sets of scores (docs/registry.md).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from trainpipe.errors import ConfigError
+from trainpipe.tasks.base import test_metric
 
 DIRECTIONS = ("auto", "max", "min")
-# the last part of a metric's name → whether larger is better, for a gate metric that is not the
-# task's objective and has no explicit direction
-KNOWN_DIRECTIONS = {
-    **dict.fromkeys(("acc", "accuracy", "f1", "precision", "recall", "auroc", "r2"), "max"),
-    **dict.fromkeys(("loss", "rmse", "mse", "mae", "bpb", "perplexity", "ppl"), "min"),
-}
 
 
 @dataclass(frozen=True)
@@ -53,14 +50,22 @@ class Gate:
         """This gate with the values that are not None replaced (command-line flags)."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
-    def resolve(self, objective_metric: str, objective_mode: str) -> Gate:
-        """`auto` made concrete from the task's gate metric and objective direction (`test/acc`,
-        `max`; a `val/` metric is taken on the test split)."""
-        task_metric = objective_metric.replace("val/", "test/", 1)
+    def resolve(
+        self,
+        objective_metric: str,
+        objective_mode: str,
+        directions: Mapping[str, str] | None = None,
+    ) -> Gate:
+        """`auto` made concrete from the task's gate metric and objective direction (`val/acc`,
+        `max` → `test/acc`, `max`; a `test/` metric is taken as it is); for another metric, from
+        `directions` (the task's `metric_directions`: `f1` → max)."""
+        task_metric = test_metric(objective_metric)
         metric = task_metric if self.metric == "auto" else self.metric
         direction = self.direction
         if direction == "auto":
-            direction = objective_mode if metric == task_metric else _known_direction(metric)
+            direction = (
+                objective_mode if metric == task_metric else _direction(metric, directions or {})
+            )
         return replace(self, metric=metric, direction=direction)
 
     def describe(self) -> str:
@@ -124,8 +129,8 @@ def _floor_note(gate: Gate) -> str:
     return "" if gate.floor is None else f" reaches the floor {gate.floor:g}"
 
 
-def _known_direction(metric: str) -> str:
-    direction = KNOWN_DIRECTIONS.get(metric.rsplit("/", 1)[-1].lower())
+def _direction(metric: str, directions: Mapping[str, str]) -> str:
+    direction = directions.get(metric.rsplit("/", 1)[-1])
     if direction is None:
         raise ConfigError(
             "registry.gate.direction",

@@ -16,9 +16,9 @@ from typing import Any
 from trainpipe.errors import ConfigError
 from trainpipe.registry.audit import AuditLog, resolve_actor
 from trainpipe.registry.gate import Gate, judge
-from trainpipe.registry.scoring import HeldOut, Scores, evaluate, load_held_out
+from trainpipe.registry.scoring import HeldOut, Scores, load_held_out, score_held_out
 from trainpipe.registry.store import RegisteredModel, is_retired, number_of
-from trainpipe.tracking.registry import CHALLENGER
+from trainpipe.tracking.model_versions import CHALLENGER
 
 
 @dataclass
@@ -51,7 +51,7 @@ def champion(tracking_uri: str, name: str) -> Any | None:
 def recorded_gate(tracking_uri: str, name: str, version: str | None = None) -> tuple[str, Gate]:
     """(the version number, the gate recorded in its training config), for `version` (default:
     the challenger): what command-line flags override part of."""
-    from trainpipe.tracking.registry import training_config
+    from trainpipe.tracking.model_versions import training_config
 
     number = number_of(RegisteredModel(tracking_uri, name).version(version or CHALLENGER))
     return number, Gate.from_config(training_config(f"models:/{name}/{number}", tracking_uri))
@@ -88,9 +88,9 @@ def promote(
 
     if held_out is None:
         held_out = load_held_out(f"models:/{name}/{number}", tracking_uri)
-    objective = held_out.task.objective
+    task = held_out.task
     rule = (gate or Gate.from_config(held_out.trained_conf)).resolve(
-        objective.gate_metric, objective.mode
+        task.objective.gate_metric, task.objective.mode, task.metric_directions
     )
     split_digest, scores, objections = _score_both(
         held_out, target, before, tracking_uri, challenger
@@ -185,7 +185,7 @@ def _score_both(
     """(split digest, role → test metrics, objections): the challenger scored on its test split
     (unless its scores are given); the champion on the same rows if its splits are the
     challenger's, else an objection."""
-    challenger = challenger or evaluate(held_out)
+    challenger = challenger or score_held_out(held_out)
     scores = {"challenger": challenger.metrics}
     objections = _data_objections(target, before, challenger)
     if before is not None and not objections:
@@ -193,7 +193,7 @@ def _score_both(
 
         uri = f"models:/{before.name}/{number_of(before)}"
         predictor, _ = load_model(uri, tracking_uri, key="champion")
-        scores["champion"] = evaluate(held_out, predictor).metrics
+        scores["champion"] = score_held_out(held_out, predictor).metrics
     return challenger.split_digest, scores, objections
 
 

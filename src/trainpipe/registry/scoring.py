@@ -58,7 +58,7 @@ def load_held_out(
     return HeldOut(task, predictor, trained_conf, task.prepare(conf))
 
 
-def evaluate(
+def score_held_out(
     held_out: HeldOut, predictor: Any = None, batch_size: int = 256, device: str = "cpu"
 ) -> Scores:
     """Test metrics of `predictor` (default: the held-out model itself) on `held_out`'s data;
@@ -81,4 +81,6 @@ def score(
 ) -> Scores:
     """Test metrics of a registered (or logged) model on the test split of its training data,
     or of `data_conf` (a resolved `data` config section)."""
-    return evaluate(load_held_out(model_uri, tracking_uri, data_conf), None, batch_size, device)
+    return score_held_out(
+        load_held_out(model_uri, tracking_uri, data_conf), None, batch_size, device
+    )

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from trainpipe.errors import UserError
-from trainpipe.tracking.registry import CHALLENGER, CHAMPION
+from trainpipe.tracking.model_versions import CHALLENGER, CHAMPION
 
 LINEAGE_TAG = "trainpipe.champion_lineage"
 LINEAGE_KEEP = 200  # versions kept in the lineage (a tag value holds at most 5000 characters)

@@ -30,7 +30,6 @@ from trainpipe.tracking.lineage import (
 
 CARD_DIR = "model_card"
 CARD_FILE = "model_card.md"
-MAX_NAMES_SHOWN = 12  # feature names listed in the card; the rest are counted
 
 
 def write_model_card(
@@ -75,16 +74,7 @@ def data_facts(plan: JobPlan) -> dict[str, Any]:
         "split": f"data.val_fraction {plan.conf['data'].get('val_fraction')}, "
         f"data.test_fraction {plan.conf['data'].get('test_fraction')}, seed {plan.conf['seed']}",
     }
-    names = spec.get("feature_names")
-    if names:
-        shown = ", ".join(names[:MAX_NAMES_SHOWN])
-        more = f" … (+{len(names) - MAX_NAMES_SHOWN})" if len(names) > MAX_NAMES_SHOWN else ""
-        facts["features"] = f"{len(names)}: {shown}{more}"
-    if spec.get("target_name"):
-        facts["target"] = spec["target_name"]
-    if spec.get("class_values") is not None:
-        facts["classes"] = ", ".join(str(c) for c in spec["class_values"])
-    return facts
+    return {**facts, **plan.task.describe_data(spec).facts}
 
 
 def lineage_facts(conf: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,12 @@
 """What a job needs from experiment tracking. `trainpipe.tracking` implements it (MLflow, none).
 
 Defined here, beside the job that uses it, so the runtime depends on an interface and not on
-MLflow. The bodies are the "track nothing" behaviour: a tracker that records nothing (logger=none,
-and every rank but 0) subclasses this and overrides nothing it does not need.
+MLflow. Two concerns, each with "track nothing" bodies, so a backend overrides only what it does:
+- `RunLog`: what a run logs — params, metrics, artifacts, inputs, tags, its status;
+- `ModelRegistry`: what a registry does — register a model package as a new version (which takes
+  the `challenger` alias, docs/registry.md), find that version, tag versions.
+`Tracker` is both: what the job, the stages and the pipeline are handed. A tracker that records
+nothing (logger=none, and every rank but 0) subclasses it and overrides nothing it does not need.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 
-class Tracker(Protocol):
-    enabled: bool = False  # False: nothing is recorded, so nothing can be registered
+class RunLog(Protocol):
+    # False: nothing is recorded, so nothing can be registered. A class attribute, so code that
+    # holds only the config reads it from the class `logger._target_` names (config/identity.py)
+    tracked: bool = False
     run_id: str | None = None
     tracking_uri: str | None = None
     experiment_name: str = "none"
@@ -53,14 +59,25 @@ class Tracker(Protocol):
         """Make held metrics of steps <= `up_to_step` durable (called before each checkpoint)."""
         return None
 
+    def lightning_logger(self) -> Any:
+        """The Lightning logger that forwards `self.log(...)` here (None: no logger)."""
+        return None
+
+
+class ModelRegistry(Protocol):
     def register_model(self, package: Path, model_name: str, version_tags: dict[str, str]) -> None:
-        """Queue a model package's registration as a new version of `model_name`."""
+        """Queue a model package's registration as a new version of `model_name`, aliased
+        `challenger`."""
         return None
 
     def registered_version(self, model_name: str) -> str | None:
         """`models:/NAME/VERSION` of this run's registered version, once it is registered."""
         return None
 
-    def lightning_logger(self) -> Any:
-        """The Lightning logger that forwards `self.log(...)` here (None: no logger)."""
+    def set_version_tags(self, model_name: str, version: str, tags: dict[str, str]) -> None:
+        """Tags on an existing registered version (e.g. the pipeline run that evaluated it)."""
         return None
+
+
+class Tracker(RunLog, ModelRegistry, Protocol):
+    """A run log and the registry it registers into: what a job is handed."""

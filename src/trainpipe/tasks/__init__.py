@@ -1,7 +1,8 @@
 """Tasks, registered by name: `task: classification | regression | lm` (or `auto`) in the config.
 
 Each task is a package exposing `TASK` (see tasks/base.py for the interface). Packages are
-imported only when a task is used, so looking one up costs nothing until then.
+imported only when a task is used, and import no torch, so a task's config rules run before
+torch is imported.
 """
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ from typing import Any
 from trainpipe.errors import ConfigError
 from trainpipe.tasks.base import Objective, Predictor, Prepared, Task
 
-__all__ = ["TASKS", "Objective", "Predictor", "Prepared", "Task", "get_task", "resolve_task"]
+__all__ = [
+    "TASKS",
+    "Objective",
+    "Predictor",
+    "Prepared",
+    "Task",
+    "check_config",
+    "get_task",
+    "model_task",
+    "resolve_task",
+]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +39,30 @@ def get_task(name: str) -> Task:
     if name not in TASKS:
         raise ConfigError("task", f"unknown task {name!r} (one of: auto, {', '.join(TASKS)})")
     return importlib.import_module(TASKS[name]).TASK
+
+
+def config_task(conf: dict[str, Any]) -> Task:
+    """The task whose config rules apply, known before any data is read: the configured one, or
+    the one `auto` infers. Where inference needs the data (a table's target: classification or
+    regression), the table tasks share their rules, so either answers."""
+    name = conf["task"]
+    if name != "auto":
+        return get_task(name)
+    return get_task("lm" if conf["data"]["kind"] == "text" else "classification")
+
+
+def check_config(conf: dict[str, Any]) -> None:
+    """The task's own rules on a validated, resolved training config (ConfigError); no torch."""
+    config_task(conf).validate(conf)
+
+
+def model_task(model: dict[str, Any]) -> Task | None:
+    """The first task that trains the model a `model` config section builds (its `_target_`)."""
+    for name in TASKS:
+        task = get_task(name)
+        if model.get("_target_") in task.model_builders:
+            return task
+    return None
 
 
 def resolve_task(conf: dict[str, Any]) -> tuple[Task, str]:

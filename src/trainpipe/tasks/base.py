@@ -3,12 +3,17 @@
 A task owns everything that depends on what is being learned: how prepared data becomes a data
 spec, the LightningModule built from that spec, its metrics and default objective, and the
 deployable model (package, predictor, MLflow pyfunc). The stages call only what is below; they
-never import a task's modules. Tasks are looked up by name in `trainpipe.tasks`.
+never import a task's modules, and never ask which task they hold: what differs between tasks is
+a member here (config rules, capabilities, how the data is described, metric directions). Tasks
+are looked up by name in `trainpipe.tasks`.
+
+A task object and the module defining it import no torch (torch-heavy parts are imported inside
+the methods that need them): `validate` runs on a config before torch is imported.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,7 +32,32 @@ class Objective:
 
     @property
     def gate_metric(self) -> str:
-        return self.gate or self.metric.replace("val/", "test/", 1)
+        return self.gate or self.test_metric
+
+    @property
+    def test_metric(self) -> str:
+        return test_metric(self.metric)
+
+
+def test_metric(metric: str) -> str:
+    """The test-split name of a validation metric: `val/acc` → `test/acc` (the same measure of
+    the same weights, on the test split)."""
+    stage, _, name = metric.partition("/")
+    return f"test/{name}" if stage == "val" else metric
+
+
+# what a task can do besides training and evaluating (`Task.capabilities`)
+GENERATE = "generate"  # its predictor continues text, `continue_text` (trainpipe generate)
+EXPORT = "export"  # `Task.export` writes its model in another format (trainpipe export)
+ESTIMATE = "estimate"  # `Task.model_shape` sizes its model from the config (trainpipe estimate)
+
+
+@dataclass(frozen=True)
+class DataDescription:
+    """How a task's data is described to people and to MLflow, from its data spec."""
+
+    columns: list[dict[str, Any]]  # MLflow column specs: {"name", "type", "required"}
+    facts: dict[str, str] = field(default_factory=dict)  # model card rows: "features", "target", …
 
 
 class Prepared(Protocol):
@@ -51,6 +81,22 @@ class Predictor(Protocol):
 class Task(Protocol):
     name: str
     objective: Objective  # the default `optimized_metric` / `optimized_mode`
+    capabilities: frozenset[str]  # GENERATE, EXPORT, ESTIMATE: what the commands may ask of it
+    # the `_target_`s of the model configs it trains: a model config names its builder, a
+    # function (model config, data spec, task) → LightningModule
+    model_builders: frozenset[str]
+    # whether larger is better, by metric name without its stage (`acc` → max), for every metric
+    # the task logs: the promotion gate reads it for a metric that is not the objective
+    metric_directions: dict[str, str]
+
+    def validate(self, conf: dict[str, Any]) -> None:
+        """ConfigError for a resolved job config this task cannot train: rules that depend on
+        the task or its model (`model._target_` names the model's builder). No torch, no data."""
+        ...
+
+    def describe_data(self, spec: dict[str, Any]) -> DataDescription:
+        """The data of a data spec, for the run's MLflow dataset and the model card."""
+        ...
 
     def prepare(self, conf: dict[str, Any]) -> Prepared:
         """Load, check and encode the data of a resolved job config (DataError on bad data)."""
@@ -98,4 +144,14 @@ class Task(Protocol):
     def figures(self, predictor: Predictor, prepared: Prepared) -> dict[str, Any]:
         """The task's plots of a trained model on the test split for its model card, as
         matplotlib Figures by file stem (`confusion_matrix`); {} when the task has none."""
+        ...
+
+    # -- with a capability only ------------------------------------------------------------
+    def export(self, predictor: Predictor, out_dir: Path) -> Path:
+        """EXPORT: write the model in the task's exchange format (lm: a Hugging Face GPT-2)."""
+        ...
+
+    def model_shape(self, conf: dict[str, Any], notes: list[str]) -> Any:
+        """ESTIMATE: the model's shape for perf/estimate.py, from the config alone (no torch);
+        what it had to assume goes into `notes`."""
         ...

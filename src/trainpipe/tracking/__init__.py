@@ -4,6 +4,6 @@ Knows nothing of tasks or models: a model arrives as a package (packaging.py). I
 `Tracker` protocol of runtime/tracker.py. mlflow itself is imported only when a tracker is built.
 """
 
-from trainpipe.tracking.tracker import MLflowTracker, NullTracker
+from trainpipe.tracking.mlflow_tracker import MLflowTracker, NullTracker
 
 __all__ = ["MLflowTracker", "NullTracker"]

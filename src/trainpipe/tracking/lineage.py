@@ -11,7 +11,6 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from trainpipe.tracking.params import SECRET_KEY, redact_url
 
@@ -150,17 +149,3 @@ def dataset_input(
         **{f"trainpipe.rows.{split}": str(rows) for split, rows in split_sizes.items()},
     }
     return dataset, tags
-
-
-def dataset_columns(spec: dict[str, Any]) -> list[dict[str, str]]:
-    """MLflow column specs from a data spec: named features and target (tables), or the text a
-    language model reads."""
-    if "feature_names" not in spec:
-        return [{"name": "text", "type": "string", "required": True}]
-    columns = [{"name": n, "type": "double", "required": True} for n in spec["feature_names"]]
-    classes = spec.get("class_values")
-    if classes is None:
-        target_type = "double"
-    else:
-        target_type = "long" if all(isinstance(c, int) for c in classes) else "string"
-    return [*columns, {"name": spec["target_name"], "type": target_type, "required": True}]

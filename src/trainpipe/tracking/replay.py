@@ -109,7 +109,7 @@ class Replayer:
         self.client.log_inputs(run_id, [DatasetInput(Dataset(**entry["dataset"]), tags)])
 
     def _register(self, run_id: str, entry: dict[str, Any]) -> None:
-        from trainpipe.tracking.registry import CHALLENGER, log_and_register
+        from trainpipe.tracking.model_versions import CHALLENGER, log_and_register
 
         name = entry["model_name"]
         existing = self.client.search_model_versions(f"name='{name}' and run_id='{run_id}'")

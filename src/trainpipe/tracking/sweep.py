@@ -17,6 +17,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from trainpipe.config.targets import declared
 from trainpipe.runtime.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def parent_run_id(sweep_dir: str | Path) -> str | None:
 
 def _tracking(config: DictConfig) -> tuple[str, str] | None:
     logger = config.get("logger")
-    if logger is None or not str(logger.get("_target_", "")).endswith("MLflowTracker"):
+    if not declared(logger, "logger", "tracked", default=False):
         return None
     return str(logger.tracking_uri), str(logger.experiment_name)
 

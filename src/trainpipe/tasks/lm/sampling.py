@@ -41,7 +41,7 @@ class SampleWriter(Callback):
         # every rank generates (the same tokens: same weights, prompt and seed), because a
         # sharded model's forward needs all of them; rank 0 alone writes the sample
         from trainpipe.tasks.lm.predictor import LanguagePredictor
-        from trainpipe.tasks.lm.task import load_files_tokenizer
+        from trainpipe.tasks.lm.tokenizer_files import load_files_tokenizer
 
         if self._tokenizer is None:
             self._tokenizer = load_files_tokenizer(pl_module.spec)

@@ -1,5 +1,6 @@
 """The language-modelling task behind the task interface (tasks/base.py): text → packed tokens →
-a GPT → a registered generator (safetensors + JSON spec + tokenizer files, pickle-free)."""
+a GPT → a registered generator (safetensors + JSON spec + tokenizer files, pickle-free).
+Imports no torch at module level (tasks/base.py)."""
 
 from __future__ import annotations
 
@@ -7,27 +8,22 @@ import dataclasses
 import functools
 import json
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from trainpipe.errors import ConfigError, DataError
 from trainpipe.packaging import ModelPackage
 from trainpipe.runtime.atomic import atomic_path, atomic_write_text
-from trainpipe.tasks.base import Objective
-from trainpipe.tasks.lm.predictor import (
-    DEFAULT_PARAMS,
-    SPEC_FILE,
-    TOKENIZER_DIR,
-    WEIGHTS_FILE,
-    LanguagePredictor,
-)
+from trainpipe.tasks.base import ESTIMATE, EXPORT, GENERATE, DataDescription, Objective
+from trainpipe.tasks.lm.tokenizer_files import load_files_tokenizer, tokenizer_files
 
 PYFUNC_MODULE = "trainpipe.tasks.lm.pyfunc"
 EXAMPLE_FILE = "input_example.json"
 TIED = "lm_head.weight"  # the same tensor as wte.weight: stored once
 # validations in a run of trainer.max_steps when trainer.val_check_interval is unset
 VALIDATIONS_PER_RUN = 10
+# the model config's `_target_`: the builder of a GPT (configs/model/gpt.yaml)
+BUILDER = "trainpipe.tasks.lm.task.build_gpt_module"
 
 
 class LanguageModelTask:
@@ -35,6 +31,45 @@ class LanguageModelTask:
     # the gate compares bits per byte: nats per token depend on the tokenizer, so the test loss
     # of a byte-level model and a BPE model are not comparable
     objective = Objective("val/loss", "min", gate="test/bpb")
+    capabilities = frozenset({GENERATE, EXPORT, ESTIMATE})
+    model_builders = frozenset({BUILDER})
+    # tasks/lm/module.py eval_metrics: loss (nats/token), perplexity, bits per byte
+    metric_directions = {"loss": "min", "ppl": "min", "bpb": "min"}
+
+    def validate(self, conf: dict[str, Any]) -> None:
+        model, data = conf["model"], conf["data"]
+        if model.get("_target_") not in self.model_builders:
+            if data["kind"] == "text":
+                raise ConfigError(
+                    "model",
+                    f"text data trains a language model: use model=gpt (model is {model.get('name')!r})",
+                )
+            raise ConfigError(
+                "model",
+                f"model={model.get('name')} is not a language model; task lm trains model=gpt",
+            )
+        if conf["trainer"].get("gradient_clip_val") is not None:
+            raise ConfigError(
+                "trainer.gradient_clip_val",
+                "GPT models clip their gradients in the module (it works with fused AdamW): "
+                "set model.grad_clip instead",
+            )
+        if model["d_model"] % model["n_head"]:
+            raise ConfigError(
+                "model.d_model",
+                f"must be a multiple of model.n_head ({model['n_head']}), got {model['d_model']}",
+            )
+        if model.get("init_from"):
+            positions = _pretrained_positions(model["init_from"])
+            if model["seq_len"] > positions:
+                raise ConfigError(
+                    "model.seq_len",
+                    f"is {model['seq_len']} but the init_from checkpoint has {positions} positions; "
+                    f"set model.seq_len <= {positions}",
+                )
+
+    def describe_data(self, spec: dict[str, Any]) -> DataDescription:
+        return DataDescription([{"name": "text", "type": "string", "required": True}])
 
     def prepare(self, conf: dict[str, Any]) -> Any:
         from trainpipe.data.tokens import prepare_text
@@ -59,43 +94,12 @@ class LanguageModelTask:
         }
 
     def build_module(self, model_cfg: Any, spec: dict[str, Any]) -> Any:
-        from trainpipe.config.targets import instantiate_checked
-        from trainpipe.tasks.lm.gpt import GPTConfig
-        from trainpipe.tasks.lm.module import LanguageModule
-
-        if "n_layer" not in model_cfg:
+        if model_cfg.get("_target_") not in self.model_builders:
             raise ConfigError(
                 "model",
                 f"model={model_cfg.get('name')} is not a language model; task lm trains model=gpt",
             )
-        start = None
-        if model_cfg.get("init_from"):
-            start = pretrained_gpt(model_cfg, spec)
-            config = start.config
-        else:
-            config = GPTConfig(
-                vocab_size=spec["vocab_size"],
-                seq_len=model_cfg.seq_len,
-                n_layer=model_cfg.n_layer,
-                n_head=model_cfg.n_head,
-                d_model=model_cfg.d_model,
-                dropout=model_cfg.dropout,
-                bias=model_cfg.bias,
-                activation_checkpointing=model_cfg.activation_checkpointing,
-            )
-        full_spec = {**spec, "gpt": dataclasses.asdict(config), "name": model_cfg.name}
-        optimizer = instantiate_checked(model_cfg.optimizer, "model.optimizer")
-        scheduler = model_cfg.get("scheduler")
-        if scheduler is not None:
-            scheduler = instantiate_checked(scheduler, "model.scheduler")
-        return LanguageModule(
-            full_spec,
-            optimizer,
-            scheduler,
-            model_cfg.grad_clip,
-            start,
-            compile=model_cfg.get("compile", False),
-        )
+        return build_gpt_module(model_cfg, spec, self)
 
     def datamodule(self, prepared: Any, data_conf: dict[str, Any]) -> Any:
         from trainpipe.data.datamodule import PreparedDataModule
@@ -131,6 +135,13 @@ class LanguageModelTask:
 
         from trainpipe.tasks.lm.gpt import GPT
         from trainpipe.tasks.lm.module import gpt_config
+        from trainpipe.tasks.lm.predictor import (
+            DEFAULT_PARAMS,
+            SPEC_FILE,
+            TOKENIZER_DIR,
+            WEIGHTS_FILE,
+            LanguagePredictor,
+        )
 
         spec = {k: v for k, v in module.spec.items() if k != "tokenizer_files"}
         # plain CPU weights whatever the training did to the module (GPU, FSDP2, compile)
@@ -164,7 +175,14 @@ class LanguageModelTask:
         package.write_manifest()
         return package
 
-    def load_predictor(self, source: Path | dict[str, Any]) -> LanguagePredictor:
+    def load_predictor(self, source: Path | dict[str, Any]) -> Any:
+        from trainpipe.tasks.lm.predictor import (
+            SPEC_FILE,
+            TOKENIZER_DIR,
+            WEIGHTS_FILE,
+            LanguagePredictor,
+        )
+
         if isinstance(source, dict):  # a checkpoint, already loaded weights-only
             return LanguagePredictor.from_checkpoint(
                 source, load_files_tokenizer(source["trainpipe_model"])
@@ -177,7 +195,7 @@ class LanguageModelTask:
     def figures(self, predictor: Any, prepared: Any) -> dict[str, Any]:
         return {}  # the model card's learning curves say it all; samples are artifacts already
 
-    def check_compatible(self, predictor: LanguagePredictor, prepared: Any) -> None:
+    def check_compatible(self, predictor: Any, prepared: Any) -> None:
         if predictor.spec["tokenizer_fingerprint"] != prepared.tokenizer.fingerprint:
             raise DataError(
                 f"tokenizer: the data was tokenised with {prepared.tokenizer.kind} "
@@ -186,7 +204,7 @@ class LanguageModelTask:
             )
 
     def evaluate(
-        self, predictor: LanguagePredictor, prepared: Any, batch_size: int, device: str
+        self, predictor: Any, prepared: Any, batch_size: int, device: str
     ) -> dict[str, float]:
         import torch
 
@@ -206,20 +224,58 @@ class LanguageModelTask:
         metrics = eval_metrics(total / windows, prepared.bytes_per_token["test"])
         return {f"test/{name}": value for name, value in metrics.items()}
 
+    def export(self, predictor: Any, out_dir: Path) -> Path:
+        """A Hugging Face GPT-2 checkpoint (config.json + model.safetensors + tokenizer files)."""
+        import tempfile
 
-def tokenizer_files(tokenizer: Any) -> dict[str, str]:
-    """The tokenizer's files as {name: text}: they travel inside checkpoints (weights-only safe)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        return {path.name: path.read_text() for path in tokenizer.save(tmp)}
+        from trainpipe.tasks.lm.hf import export_hf, export_tokenizer
+
+        eot = predictor.tokenizer.eot_id
+        with tempfile.TemporaryDirectory() as tmp:
+            files = export_tokenizer(predictor.tokenizer, Path(tmp))
+            return export_hf(predictor.model, out_dir, files, bos_token_id=eot, eos_token_id=eot)
+
+    def model_shape(self, conf: dict[str, Any], notes: list[str]) -> Any:
+        from trainpipe.tasks.lm.shape import model_shape
+
+        return model_shape(conf, notes)
 
 
-def load_files_tokenizer(spec: dict[str, Any]) -> Any:
-    from trainpipe.data.tokenizers import load_tokenizer
+def build_gpt_module(model_cfg: Any, spec: dict[str, Any], task: LanguageModelTask) -> Any:
+    """The builder the GPT config names (`_target_`): a GPT of the configured shape (or
+    `model.init_from`'s), its optimizer, schedule, gradient clipping and compilation."""
+    from trainpipe.config.targets import instantiate_checked
+    from trainpipe.tasks.lm.gpt import GPTConfig
+    from trainpipe.tasks.lm.module import LanguageModule
 
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, text in spec["tokenizer_files"].items():
-            (Path(tmp) / name).write_text(text)
-        return load_tokenizer(tmp, key="model_uri")
+    start = None
+    if model_cfg.get("init_from"):
+        start = pretrained_gpt(model_cfg, spec)
+        config = start.config
+    else:
+        config = GPTConfig(
+            vocab_size=spec["vocab_size"],
+            seq_len=model_cfg.seq_len,
+            n_layer=model_cfg.n_layer,
+            n_head=model_cfg.n_head,
+            d_model=model_cfg.d_model,
+            dropout=model_cfg.dropout,
+            bias=model_cfg.bias,
+            activation_checkpointing=model_cfg.activation_checkpointing,
+        )
+    full_spec = {**spec, "gpt": dataclasses.asdict(config), "name": model_cfg.name}
+    optimizer = instantiate_checked(model_cfg.optimizer, "model.optimizer")
+    scheduler = model_cfg.get("scheduler")
+    if scheduler is not None:
+        scheduler = instantiate_checked(scheduler, "model.scheduler")
+    return LanguageModule(
+        full_spec,
+        optimizer,
+        scheduler,
+        model_cfg.grad_clip,
+        start,
+        compile=model_cfg.get("compile", False),
+    )
 
 
 def pretrained_gpt(model_cfg: Any, spec: dict[str, Any]) -> Any:
@@ -257,3 +313,16 @@ def pretrained_gpt(model_cfg: Any, spec: dict[str, Any]) -> Any:
     state["lm_head.weight"] = state["wte.weight"]
     fitted.load_state_dict(state)  # lm_head stays tied to wte
     return fitted
+
+
+def _pretrained_positions(directory: str) -> int:
+    """n_positions of a Hugging Face GPT-2 dir (read from its config.json: no torch needed)."""
+    config = Path(directory).expanduser() / "config.json"
+    if not config.is_file():
+        raise ConfigError(
+            "model.init_from", f"no config.json in {directory!r} (a Hugging Face GPT-2 dir)"
+        )
+    try:
+        return int(json.loads(config.read_text())["n_positions"])
+    except (ValueError, KeyError) as err:
+        raise ConfigError("model.init_from", f"{config} is not a GPT-2 config: {err}") from None

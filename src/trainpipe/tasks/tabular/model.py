@@ -1,10 +1,11 @@
 """The deployable tabular model: raw feature rows in, outputs on the target's scale out.
 
 Standardisation (train-split mean/std) and the reshape to the net's input shape live inside the
-module as buffers, so weights + spec are all a registered model needs. `build_model(spec)` is the
-one place a net is built from a spec: for training, from a checkpoint and in the MLflow pyfunc.
+module as buffers, so weights + spec are all a registered model needs. `build_net` is the one
+place a net is built from a spec: for training, from a checkpoint and in the MLflow pyfunc.
 
-A spec is the data spec (tasks/tabular/spec.py) plus `net` (`_target_` + kwargs) and `name`.
+A spec is the data spec (`TabularTask.data_spec`, tasks/tabular/task.py) plus `net` (`_target_` +
+kwargs, from `net_spec`) and `name` (`build_feature_module` adds both).
 """
 
 from __future__ import annotations

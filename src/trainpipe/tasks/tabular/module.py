@@ -24,6 +24,8 @@ EVAL_STAGES = ("val", "test")
 class Head(Protocol):
     """What a tabular task learns: its loss on the model's outputs and its metrics."""
 
+    directions: dict[str, str]  # metric name → "max" | "min": whether larger is better
+
     def loss(
         self, model: FeatureModel, outputs: torch.Tensor, target: torch.Tensor
     ) -> torch.Tensor: ...

@@ -2,6 +2,7 @@
 
 `TabularTask` implements the task interface (tasks/base.py) for any head; the classification and
 regression packages each make one with their own name, objective, target encoding and head.
+Imports no torch at module level (tasks/base.py).
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from typing import Any
 from trainpipe.errors import ConfigError, DataError
 from trainpipe.packaging import ModelPackage
 from trainpipe.runtime.atomic import atomic_path, atomic_write_text
-from trainpipe.tasks.base import Objective
-from trainpipe.tasks.tabular.predictor import SPEC_FILE, WEIGHTS_FILE, TabularPredictor
+from trainpipe.tasks.base import DataDescription, Objective
 
 PYFUNC_MODULE = "trainpipe.tasks.tabular.pyfunc"
 EXAMPLE_FILE = "input_example.json"
+# the model configs' `_target_`: the one builder of a table model (configs/model/mlp.yaml, cnn.yaml)
+BUILDER = "trainpipe.tasks.tabular.task.build_feature_module"
+FSDP2_STRATEGY = "FSDP2Strategy"
+MAX_NAMES_SHOWN = 12  # feature names listed on the model card; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,55 @@ class TabularTask:
     objective: Objective
     target_kind: str  # how the data layer encodes the target: classes | values
     head: Any  # tasks/tabular/module.py Head
+    capabilities: frozenset[str] = frozenset()
+    model_builders: frozenset[str] = frozenset({BUILDER})
+
+    @property
+    def metric_directions(self) -> dict[str, str]:
+        return {"loss": "min", **self.head.directions}
+
+    def validate(self, conf: dict[str, Any]) -> None:
+        model, data = conf["model"], conf["data"]
+        self._check_builder(model)
+        if data["kind"] != "table":
+            raise ConfigError("task", f"task {self.name} trains on tables; data is {data['kind']}")
+        strategy = conf["trainer"].get("strategy")
+        target = strategy.get("_target_", "") if isinstance(strategy, dict) else ""
+        if str(target).endswith(FSDP2_STRATEGY):
+            raise ConfigError(
+                "trainer",
+                f"trainer=fsdp2 shards GPT models (model=gpt); model={model.get('name')} trains with "
+                "trainer=gpu or trainer=ddp",
+            )
+        net_target = (model.get("net") or {}).get("_target_", "")
+        if net_target.endswith(".CNN") and data.get("image_shape") is None:
+            raise ConfigError(
+                "data.image_shape",
+                "model.net CNN needs image-shaped input; set data.image_shape=[C,H,W]",
+            )
+
+    def _check_builder(self, model: Any) -> None:
+        if model.get("_target_") not in self.model_builders:
+            raise ConfigError(
+                "model",
+                f"model={model.get('name')} is not a model for tables; task {self.name} trains model=mlp or model=cnn",
+            )
+
+    def describe_data(self, spec: dict[str, Any]) -> DataDescription:
+        names = spec["feature_names"]
+        columns = [{"name": n, "type": "double", "required": True} for n in names]
+        classes = spec.get("class_values")
+        if classes is None:
+            target_type = "double"
+        else:
+            target_type = "long" if all(isinstance(c, int) for c in classes) else "string"
+        columns.append({"name": spec["target_name"], "type": target_type, "required": True})
+        shown = ", ".join(names[:MAX_NAMES_SHOWN])
+        more = f" … (+{len(names) - MAX_NAMES_SHOWN})" if len(names) > MAX_NAMES_SHOWN else ""
+        facts = {"features": f"{len(names)}: {shown}{more}", "target": spec["target_name"]}
+        if classes is not None:
+            facts["classes"] = ", ".join(str(c) for c in classes)
+        return DataDescription(columns, facts)
 
     def prepare(self, conf: dict[str, Any]) -> Any:
         from trainpipe.data.tables import prepare_table
@@ -60,22 +113,8 @@ class TabularTask:
         }
 
     def build_module(self, model_cfg: Any, spec: dict[str, Any]) -> Any:
-        from trainpipe.config.targets import instantiate_checked
-        from trainpipe.tasks.tabular.model import net_spec
-        from trainpipe.tasks.tabular.module import TabularModule
-
-        if "net" not in model_cfg:
-            raise ConfigError(
-                "model",
-                f"model={model_cfg.get('name')} is not a model for tables; task {self.name} trains model=mlp or model=cnn",
-            )
-        net = instantiate_checked(model_cfg.net, "model.net")
-        full_spec = {**spec, "net": net_spec(net), "name": model_cfg.name}
-        optimizer = instantiate_checked(model_cfg.optimizer, "model.optimizer")
-        scheduler = model_cfg.get("scheduler")
-        if scheduler is not None:
-            scheduler = instantiate_checked(scheduler, "model.scheduler")
-        return TabularModule(full_spec, self.head, optimizer, scheduler)
+        self._check_builder(model_cfg)
+        return build_feature_module(model_cfg, spec, self)
 
     def datamodule(self, prepared: Any, data_conf: dict[str, Any]) -> Any:
         from trainpipe.data.datamodule import PreparedDataModule
@@ -93,6 +132,8 @@ class TabularTask:
         import pandas as pd
         from mlflow.models import infer_signature
         from safetensors.torch import save_file
+
+        from trainpipe.tasks.tabular.predictor import SPEC_FILE, WEIGHTS_FILE, TabularPredictor
 
         spec = module.spec
         weights = {k: v.detach().cpu().contiguous() for k, v in module.model.state_dict().items()}
@@ -123,12 +164,14 @@ class TabularTask:
         package.write_manifest()
         return package
 
-    def load_predictor(self, source: Path | dict[str, Any]) -> TabularPredictor:
+    def load_predictor(self, source: Path | dict[str, Any]) -> Any:
+        from trainpipe.tasks.tabular.predictor import SPEC_FILE, WEIGHTS_FILE, TabularPredictor
+
         if isinstance(source, dict):  # a checkpoint, already loaded weights-only
             return TabularPredictor.from_checkpoint(source)
         return TabularPredictor.from_files(Path(source) / SPEC_FILE, Path(source) / WEIGHTS_FILE)
 
-    def check_compatible(self, predictor: TabularPredictor, prepared: Any) -> None:
+    def check_compatible(self, predictor: Any, prepared: Any) -> None:
         spec = predictor.spec
         if spec["feature_names"] != prepared.feature_names:
             raise DataError(
@@ -155,7 +198,7 @@ class TabularTask:
 
     def figures(self, predictor: Any, prepared: Any) -> dict[str, Any]:
         """Classification: the confusion matrix; regression: predicted against true values."""
-        from trainpipe.reports import plots
+        from trainpipe.tasks.tabular import plots
 
         model = predictor.model
         outputs, targets = _test_outputs(model, prepared, batch_size=1024, device="cpu")
@@ -166,6 +209,22 @@ class TabularTask:
             return {"confusion_matrix": plots.confusion_matrix(truth, predictions, labels)}
         target = predictor.spec["target_name"]
         return {"predicted_vs_true": plots.predicted_vs_true(truth, predictions, target)}
+
+
+def build_feature_module(model_cfg: Any, spec: dict[str, Any], task: TabularTask) -> Any:
+    """The builder a table model's config names (`_target_`): net + optimizer + schedule from the
+    `model` section, the loss and metrics from the task's head."""
+    from trainpipe.config.targets import instantiate_checked
+    from trainpipe.tasks.tabular.model import net_spec
+    from trainpipe.tasks.tabular.module import TabularModule
+
+    net = instantiate_checked(model_cfg.net, "model.net")
+    full_spec = {**spec, "net": net_spec(net), "name": model_cfg.name}
+    optimizer = instantiate_checked(model_cfg.optimizer, "model.optimizer")
+    scheduler = model_cfg.get("scheduler")
+    if scheduler is not None:
+        scheduler = instantiate_checked(scheduler, "model.scheduler")
+    return TabularModule(full_spec, task.head, optimizer, scheduler)
 
 
 def _test_outputs(model: Any, prepared: Any, batch_size: int, device: str) -> tuple[Any, Any]:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class MLflowTracker(Tracker):
     """The job's MLflow run: params, tags, metrics, artifacts, the registered model, the final status."""
 
-    enabled = True
+    tracked = True
 
     def __init__(
         self,
@@ -181,7 +181,7 @@ class MLflowTracker(Tracker):
             drain(self.replayer, self.flush_interval_s, stop=self._stop)
 
     def registered_version(self, model_name: str) -> str | None:
-        from trainpipe.tracking.registry import registered_version
+        from trainpipe.tracking.model_versions import registered_version
 
         if self.run_id is None:
             return None

@@ -1,0 +1,58 @@
+"""Register a trained model: the task's pickle-free package of the best weights, its model card,
+queued for the registry with the rest of tracking (sent by the tracker's journal)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from trainpipe.fit_result import FitResult
+from trainpipe.plan import JobPlan
+from trainpipe.reports.model_card import CARD_DIR, CARD_FILE, write_model_card
+from trainpipe.runtime.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def register(plan: JobPlan, tracker: Tracker, module: Any, result: FitResult) -> bool:
+    """Package the best weights pickle-free and queue their registration (sent with the rest of
+    tracking); False when this job registers nothing."""
+    conf = plan.conf
+    if not (tracker.tracked and conf["registry"]["register"]):
+        return False
+    if result.best_path and not result.test_metrics:  # test() already loaded the best weights
+        from trainpipe.runtime.checkpoint_io import load_checkpoint_file
+
+        module.load_state_dict(load_checkpoint_file(result.best_path)["state_dict"])
+    package = plan.task.write_package(module, plan.prepared, plan.output_dir / "model")
+    version_tags = {k: f"{v:.6g}" for k, v in result.test_metrics.items()}
+    version_tags.update(
+        {
+            "dataset_digest": plan.prepared.digest,
+            "split_digest": plan.prepared.split_digest,
+            "optimized_metric": conf["optimized_metric"],
+        }
+    )
+    card = _write_card(plan, tracker, result, package.directory)
+    if card:
+        version_tags["model_card"] = f"{CARD_DIR}/{CARD_FILE}"
+    tracker.register_model(package.directory, conf["registry"]["model_name"], version_tags)
+    return True
+
+
+def _write_card(plan: JobPlan, tracker: Tracker, result: FitResult, package_dir: Path) -> bool:
+    """The model card and its plots, in the package dir and logged to the run before the model
+    is registered. A failure to draw them is reported, never fatal: the model is what matters."""
+    metrics = {**result.best_metrics, **result.test_metrics}
+    metrics.pop("epoch", None)
+    try:
+        files = write_model_card(
+            plan, metrics, tracker.metric_history(), tracker.run_id, package_dir
+        )
+    except Exception as err:
+        log.warning("no model card for %s: %s", plan.run_name, str(err).splitlines()[0])
+        return False
+    for path in files:
+        tracker.log_artifact(path, CARD_DIR)
+    return True

@@ -1,0 +1,44 @@
+"""The rows of the summary a training job prints at the end (and keeps in job.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainpipe.data_change import data_change
+from trainpipe.fit_result import FitResult
+from trainpipe.plan import JobPlan
+from trainpipe.reports.terminal import ui_hint
+
+
+def summary_rows(
+    plan: JobPlan, job: Any, result: FitResult, registering: bool, unsent: int
+) -> dict[str, Any]:
+    tracker, output_dir = job.tracker, plan.output_dir
+    model = None
+    if registering:
+        name = plan.conf["registry"]["model_name"]
+        model = (
+            tracker.registered_version(name) or f"models:/{name} (registered once tracking is sent)"
+        )
+    best = dict(result.best_metrics)
+    epoch = best.pop("epoch", None)
+    return {
+        "task": f"{plan.task.name} ({plan.task_reason})",
+        "data changed": data_change(plan),
+        "run id": tracker.run_id
+        or (
+            "(not tracked)"
+            if not tracker.tracked
+            else "(not created yet: the tracking server is unreachable)"
+        ),
+        "objective": result.objective,
+        "best checkpoint": f"{result.best_path} (epoch {epoch})" if result.best_path else None,
+        **{k: round(v, 4) for k, v in sorted(best.items())},
+        **{k: round(v, 4) for k, v in sorted(result.test_metrics.items())},
+        "model": model,
+        "output dir": str(output_dir),
+        "tracking": f"{unsent} operation(s) waiting: trainpipe sync {output_dir}"
+        if unsent
+        else None,
+        "look at it": ui_hint(tracker.tracking_uri),
+    }
