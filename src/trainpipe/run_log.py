@@ -134,12 +134,14 @@ def log_lineage(plan: JobPlan, tracker: Tracker) -> None:
 
 def dataset_of(plan: JobPlan) -> tuple[dict[str, str], dict[str, str]]:
     """(MLflow dataset fields, input tags) of the job's prepared data."""
+    from trainpipe.config.sources import source_of
+
     prepared = plan.prepared
     return dataset_input(
         name=str(plan.conf["data"].get("name") or plan.conf["experiment_name"]),
         digest=prepared.digest,
         source=prepared.source,
-        source_kind=str(plan.conf["data"].get("source")),
+        source_type=source_of(plan.conf["data"]).origin,
         columns=plan.task.describe_data(plan.spec).columns,
         split_sizes=prepared.split_sizes(),
         split_digest=prepared.split_digest,

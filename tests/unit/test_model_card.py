@@ -61,7 +61,7 @@ def test_the_dataset_record_names_source_digest_schema_and_rows_per_split() -> N
         name="rows",
         digest="d43ae95ca6935ccc",
         source="rows.csv",
-        source_kind="csv",
+        source_type="local",
         columns=get_task("classification").describe_data(spec).columns,
         split_sizes={"train": 8, "val": 1, "test": 1},
         split_digest="a3dd4efa9796938e",

@@ -117,8 +117,9 @@ def recorded_config(model: str, tracking_uri: str) -> dict[str, Any]:
 def data_digest(conf: dict[str, Any]) -> str:
     """The content digest of the data a resolved config names, as its prepared data carries it."""
     from trainpipe.config.identity import source_digest
+    from trainpipe.config.sources import source_of
 
-    if conf["data"].get("source") != "hub":
+    if not source_of(conf["data"]).digest_after_load:
         return source_digest(conf["data"])
     from trainpipe.tasks import get_task
 
@@ -127,11 +128,12 @@ def data_digest(conf: dict[str, Any]) -> str:
 
 def check_data(conf: dict[str, Any], recorded: str | None, model_uri: str) -> None:
     """DataError (one line, exit 2) unless the configured data has the recorded digest."""
-    from trainpipe.config.identity import FILE_SOURCES, data_files
+    from trainpipe.config.sources import source_of
 
     data = conf["data"]
+    source = source_of(data)
     # no files hash to the digest of nothing: "digest mismatch" would hide that they are gone
-    if data.get("source") in FILE_SOURCES and not data_files(data):
+    if source.reads_files and not source.files(data):
         raise DataError(
             f"data.path: {data.get('path')} is missing (no such file), the data {model_uri} "
             f"was trained on (content digest {recorded or 'not recorded'}); reproduce needs it"

@@ -43,6 +43,8 @@ class Source:
     # its content is known only once loaded (a hub name may point at new data): digest() is the
     # id, `loaded_digest` the content; the pipeline prepares such data every time
     digest_after_load: bool = False
+    # where the data lives, in the words of MLflow's dataset `source_type` (lineage)
+    origin: str = "local"
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -193,7 +195,7 @@ def _version(package: str) -> str:
 
 
 TABLE_FILES = "trainpipe.data.sources:load_table_files"
-register(BundledSource("digits", {"table": "trainpipe.data.sources:load_digits"}))
+register(BundledSource("digits", {"table": "trainpipe.data.sources:load_digits"}, origin="code"))
 register(Source("csv", {"table": TABLE_FILES}, key="data.path"))
 register(Source("parquet", {"table": TABLE_FILES}, key="data.path"))
 register(Source("json", {"table": TABLE_FILES}, key="data.path"))
@@ -206,7 +208,8 @@ register(
         },
         key="data.name",
         digest_after_load=True,
+        origin="hugging_face",
     )
 )
 register(Source("text", {"text": "trainpipe.data.text:read_text_files"}, key="data.path"))
-register(StdlibSource("stdlib", {"text": "trainpipe.data.text:stdlib_documents"}))
+register(StdlibSource("stdlib", {"text": "trainpipe.data.text:stdlib_documents"}, origin="code"))

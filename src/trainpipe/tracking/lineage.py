@@ -16,9 +16,6 @@ from trainpipe.tracking.params import SECRET_KEY, redact_url
 
 # the command as the user typed it; set by the CLI so that torchrun ranks and sweep jobs see it too
 COMMAND_ENV = "TRAINPIPE_COMMAND"
-# where the data of each `data.source` lives, in the words of MLflow's dataset `source_type`
-SOURCE_TYPES = {"csv": "local", "parquet": "local", "json": "local", "text": "local",
-                "hub": "hugging_face", "digits": "code", "stdlib": "code"}  # fmt: skip
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -124,7 +121,7 @@ def dataset_input(
     name: str,
     digest: str,
     source: str,
-    source_kind: str,
+    source_type: str,
     columns: list[dict[str, str]],
     split_sizes: dict[str, int],
     split_digest: str,
@@ -138,7 +135,7 @@ def dataset_input(
     dataset = {
         "name": name,
         "digest": digest,
-        "source_type": SOURCE_TYPES.get(source_kind, source_kind),
+        "source_type": source_type,  # where the data lives: local, hugging_face, code
         "source": json.dumps({"uri": source}),
         "schema": json.dumps({"mlflow_colspec": columns}),
         "profile": json.dumps({"num_rows": sum(split_sizes.values())}),
