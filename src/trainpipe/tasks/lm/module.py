@@ -89,7 +89,16 @@ class LanguageModule(L.LightningModule):
             shard(self.model, self._device_mesh["data_parallel"], self._bf16())
         # read after sharding: FSDP2 replaces `loss` with a version that gathers the weights
         self._loss = self.model.loss
-        if self.compile_enabled():
+        if not self.compile_enabled():
+            return
+        if self.sharded() or self.model.config.activation_checkpointing:
+            # one graph per block and one for the head and loss: FSDP2's hooks and a
+            # checkpoint would otherwise break the whole-model graph (see GPT.compile_blocks)
+            self.model.compile_blocks(self.compile_backend)
+            self.model.cross_entropy = torch.compile(
+                self.model.cross_entropy, backend=self.compile_backend
+            )
+        else:
             self._loss = torch.compile(self._loss, backend=self.compile_backend)
 
     def compile_enabled(self) -> bool:
