@@ -281,3 +281,18 @@ def test_activation_checkpointing_under_fsdp2_compiles_every_block(tmp_path: Pat
     checkpointed = compiled_fsdp2_counts(tmp_path / "checkpointed", checkpointing=True)
     assert checkpointed == plain
     assert plain["unique_graphs"] == 2 and plain["graph_breaks"] == 0, plain
+
+
+def test_fsdp2_evaluates_under_no_grad_on_every_backend() -> None:
+    """Issue 20, item 9: Lightning picks no_grad on gloo whatever `inference_mode` says, so the
+    CPU's FSDP2 tests only ever run no_grad; NCCL must run the same, not inference_mode."""
+    from trainpipe.config.compose import compose
+    from trainpipe.config.targets import instantiate_checked
+
+    def built(*overrides: str) -> Any:
+        cfg = compose("train", ["model=gpt", "trainer.accelerator=cpu", *overrides])
+        return instantiate_checked(cfg.trainer, "trainer", logger=False)
+
+    fsdp2 = built("trainer=fsdp2", "trainer.precision=32-true")
+    assert fsdp2.validate_loop.inference_mode is False and fsdp2.test_loop.inference_mode is False
+    assert built("trainer=cpu").validate_loop.inference_mode is True  # elsewhere: the faster mode
