@@ -7,8 +7,9 @@ clipping (`model.grad_clip`) happens here rather than in the Trainer, as in ever
 
 Speed (docs/gpu.md): nothing in a training step reads a value back to the host, so the GPU never
 waits for Python: the loss stays on the device and Lightning reads it once per log window.
-`compile` runs the loss through `torch.compile`; the compiled function is held outside the module
-tree, so state dicts and checkpoints keep the plain GPT names (no `_orig_mod.`). Under
+`compile` runs the loss through `torch.compile` (under FSDP2 or activation checkpointing each block
+and the head's loss on their own: `GPT.compile_blocks`); the compiled functions are held outside the
+module tree, so state dicts and checkpoints keep the plain GPT names (no `_orig_mod.`). Under
 `trainer=fsdp2` (ModelParallelStrategy) `configure_model` shards each block and then the root
 with FSDP2 (`fully_shard`): bf16 parameters, fp32 gradient reduction when training in bf16.
 """
