@@ -240,3 +240,59 @@ def test_a_compiled_gpt_never_recompiles_over_two_epochs(tmp_path: Path) -> None
     trainer.fit(module, loader)
     assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
     assert trainer.global_step == 2 * per_epoch == 2 * (windows // 100)
+
+
+def compiled_fsdp2_counts(tmp_path: Path, checkpointing: bool) -> dict[str, int]:
+    """Dynamo's counts for 3 steps of a 2-block GPT, compiled, under trainer=fsdp2's strategy
+    (gloo, world size 1, in this process)."""
+    from trainpipe.runtime.checkpoint_io import FSDP2Strategy
+    from trainpipe.tasks.lm.module import LanguageModule
+
+    gpt = {"vocab_size": 64, "seq_len": 8, "n_layer": 2, "n_head": 2, "d_model": 16}
+    spec = {"gpt": {**gpt, "activation_checkpointing": checkpointing}}
+    optimizer = functools.partial(torch.optim.AdamW, lr=1e-3)
+    module = LanguageModule(spec, optimizer, compile=True, compile_backend="aot_eager")
+    rows = torch.randint(0, 64, (3, 4, 9), generator=torch.Generator().manual_seed(0))
+    batches = torch.utils.data.DataLoader([(r[:, :-1], r[:, 1:]) for r in rows], batch_size=None)
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    lightning.Trainer(
+        accelerator="cpu",
+        devices=1,
+        strategy=FSDP2Strategy(save_distributed_checkpoint=False),
+        max_steps=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    ).fit(module, batches)
+    assert module.sharded()
+    return {**counters["stats"], "graph_breaks": sum(counters["graph_break"].values())}
+
+
+@pytest.mark.slow  # ~40 s: two compiled FSDP2 fits
+def test_activation_checkpointing_under_fsdp2_compiles_every_block(tmp_path: Path) -> None:
+    """Issue 20, item 3: with checkpointing the blocks are compiled as without it (one graph per
+    block, shared by the blocks, and one for the head and loss), not left eager."""
+    plain = compiled_fsdp2_counts(tmp_path / "plain", checkpointing=False)
+    checkpointed = compiled_fsdp2_counts(tmp_path / "checkpointed", checkpointing=True)
+    assert checkpointed == plain
+    assert plain["unique_graphs"] == 2 and plain["graph_breaks"] == 0, plain
+
+
+def test_fsdp2_evaluates_under_no_grad_on_every_backend() -> None:
+    """Issue 20, item 9: Lightning picks no_grad on gloo whatever `inference_mode` says, so the
+    CPU's FSDP2 tests only ever run no_grad; NCCL must run the same, not inference_mode."""
+    from trainpipe.config.compose import compose
+    from trainpipe.config.targets import instantiate_checked
+
+    def built(*overrides: str) -> Any:
+        cfg = compose("train", ["model=gpt", "trainer.accelerator=cpu", *overrides])
+        return instantiate_checked(cfg.trainer, "trainer", logger=False)
+
+    fsdp2 = built("trainer=fsdp2", "trainer.precision=32-true")
+    assert fsdp2.validate_loop.inference_mode is False and fsdp2.test_loop.inference_mode is False
+    assert built("trainer=cpu").validate_loop.inference_mode is True  # elsewhere: the faster mode

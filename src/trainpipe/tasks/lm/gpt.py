@@ -13,7 +13,7 @@ not part of the model's distribution: `loss` and `generate` only ever look at th
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -134,6 +134,16 @@ class GPT(nn.Module):
         for block in self.h:
             nn.init.normal_(block.attn.c_proj.weight, mean=0.0, std=residual_std)
             nn.init.normal_(block.mlp.c_proj.weight, mean=0.0, std=residual_std)
+        # compiled callables of the blocks, for full-sequence passes (`compile_blocks`); a plain
+        # list, so not submodules: state dicts keep the plain names
+        self._compiled_blocks: list[Callable[[Tensor], Tensor]] | None = None
+
+    def compile_blocks(self, backend: str = "inductor") -> None:
+        """`torch.compile` each block on its own, as torchtitan does: what compiles under
+        activation checkpointing (the checkpoint wraps the compiled block; a checkpoint inside
+        a compiled region that graph-breaks, at FSDP2's hooks for one, leaves the whole block
+        eager) and under FSDP2. Generation with a KV cache keeps calling the eager blocks."""
+        self._compiled_blocks = [torch.compile(block, backend=backend) for block in self.h]
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -155,9 +165,13 @@ class GPT(nn.Module):
         pos = torch.arange(start_pos, start_pos + T, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))
         recompute = self.config.activation_checkpointing and self.training and kv_cache is None
+        compiled = self._compiled_blocks if kv_cache is None else None
         for i, block in enumerate(self.h):
+            run = block if compiled is None else compiled[i]
             if recompute:
-                x = checkpoint(block, x, use_reentrant=False)
+                x = checkpoint(run, x, use_reentrant=False)
+            elif compiled is not None:
+                x = run(x)
             else:
                 x = block(x, None if kv_cache is None else kv_cache[i], start_pos)
         return self.ln_f(x)

@@ -7,8 +7,9 @@ clipping (`model.grad_clip`) happens here rather than in the Trainer, as in ever
 
 Speed (docs/gpu.md): nothing in a training step reads a value back to the host, so the GPU never
 waits for Python: the loss stays on the device and Lightning reads it once per log window.
-`compile` runs the loss through `torch.compile`; the compiled function is held outside the module
-tree, so state dicts and checkpoints keep the plain GPT names (no `_orig_mod.`). Under
+`compile` runs the loss through `torch.compile` (under FSDP2 or activation checkpointing each block
+and the head's loss on their own: `GPT.compile_blocks`); the compiled functions are held outside the
+module tree, so state dicts and checkpoints keep the plain GPT names (no `_orig_mod.`). Under
 `trainer=fsdp2` (ModelParallelStrategy) `configure_model` shards each block and then the root
 with FSDP2 (`fully_shard`): bf16 parameters, fp32 gradient reduction when training in bf16.
 """
@@ -90,7 +91,16 @@ class LanguageModule(L.LightningModule):
             shard(self.model, self._device_mesh["data_parallel"], self._bf16())
         # read after sharding: FSDP2 replaces `loss` with a version that gathers the weights
         self._loss = self.model.loss
-        if self.compile_enabled():
+        if not self.compile_enabled():
+            return
+        if self.sharded() or self.model.config.activation_checkpointing:
+            # one graph per block and one for the head and loss: FSDP2's hooks and a
+            # checkpoint would otherwise break the whole-model graph (see GPT.compile_blocks)
+            self.model.compile_blocks(self.compile_backend)
+            self.model.cross_entropy = torch.compile(
+                self.model.cross_entropy, backend=self.compile_backend
+            )
+        else:
             self._loss = torch.compile(self._loss, backend=self.compile_backend)
 
     def compile_enabled(self) -> bool:
