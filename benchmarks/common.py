@@ -23,12 +23,17 @@ from typing import Any
 # re-exported: the scripts use everything through `common`
 from noise import CpuWatch, add_threads_arg, apply_threads, quiet, repeats_note, unreliable
 
+from trainpipe.console import quiet_environment
+
 OFFLINE_ENV = {
     "HF_DATASETS_OFFLINE": "1",
     "HF_HUB_OFFLINE": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 os.environ.update(OFFLINE_ENV)
+# what `trainpipe` sets before importing the libraries: no dataset-preparation bars in the output
+# of benchmarks that prepare data in this process
+quiet_environment()
 
 # the same optimizer settings as configs/model/mlp.yaml
 LR, WEIGHT_DECAY = 0.002, 0.0001

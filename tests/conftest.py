@@ -20,7 +20,11 @@ OFFLINE_ENV = {
 }
 os.environ.update(OFFLINE_ENV)
 # set by `trainpipe` itself before the libraries are imported (trainpipe/console.py)
-QUIET_ENV = ("HF_DATASETS_DISABLE_PROGRESS_BARS", "MLFLOW_LOGGING_LEVEL")
+QUIET_ENV = (
+    "HF_DATASETS_DISABLE_PROGRESS_BARS",
+    "MLFLOW_LOGGING_LEVEL",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
+)
 REPO = Path(__file__).resolve().parents[1]
 # a real but short training: one epoch of 5 batches (what debug=fast runs, but registered)
 TINY = [

@@ -92,7 +92,7 @@ def _configured_callbacks(cfg: DictConfig, conf: dict[str, Any], checkpoints: st
     built = []
     for name, callback_cfg in (cfg.get("callbacks") or {}).items():
         target = callback_cfg.get("_target_", "")
-        if "ProgressBar" in target and not conf["trainer"]["enable_progress_bar"]:
+        if "progress" in target.lower() and not conf["trainer"]["enable_progress_bar"]:
             continue
         extra = (
             {"dirpath": checkpoints}

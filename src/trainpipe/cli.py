@@ -180,9 +180,10 @@ def run_stage(command: str, cfg: Any, pre: Preflight) -> Any:
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     plan = pre.plan
-    from trainpipe.console import quiet_libraries
+    from trainpipe.console import quiet_libraries, replay_early_lines, to_log_file
 
     quiet_libraries()
+    replay_early_lines()
     try:
         if plan is None:
             plan = plan_job(command, cfg)
@@ -190,6 +191,9 @@ def run_stage(command: str, cfg: Any, pre: Preflight) -> Any:
         return importlib.import_module(JOB_MODULES[command]).run(cfg, plan)
     except BaseException as err:
         outcome = classify(err)
+        if not multirun:  # the console gets one line (or Hydra's traceback); the log file all
+            traceback = err if outcome.name in ("failed", "error") else None
+            to_log_file(f"job ended ({outcome.name}): {outcome.reason}", logging.ERROR, traceback)
         if outcome.name == "pruned" or (outcome.name == "error" and not multirun):
             raise  # a pruned trial is the sweeper's to record; a bug shows its traceback
         if multirun and outcome.name in ("user_error", "failed", "error"):
@@ -217,6 +221,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"trainpipe {__version__}")
         return
     command, args = argv[0], argv[1:]
+    from trainpipe.console import log_before_hydra, quiet_environment
+
+    quiet_environment()
     if command in TOOLS:
         sys.exit(importlib.import_module(TOOLS[command]).main(args))
     if command not in JOB_MODULES:
@@ -227,14 +234,11 @@ def main(argv: list[str] | None = None) -> None:
 
         print(help_text(command, COMMANDS[command]))
         return
-    from trainpipe.console import quiet_environment
     from trainpipe.tracking.lineage import COMMAND_ENV, command_line
 
-    quiet_environment()
-    # until Hydra configures the job's logging: the plan's own lines (data summary) on stdout
-    if not log.handlers:
-        log.addHandler(logging.StreamHandler(sys.stdout))
-        log.setLevel(logging.INFO)
+    # until Hydra configures the job's logging: the plan's own lines (data summary) on stdout,
+    # and kept for the job's log file
+    log_before_hydra()
     os.environ.setdefault(COMMAND_ENV, command_line(["trainpipe", command, *args]))
     try:
         pre = preflight(command, args) or Preflight()

@@ -29,6 +29,10 @@ class FitResult:
     def test(self, trainer: Any, module: Any, datamodule: Any) -> None:
         """Score the best checkpoint (its weights stay loaded in `module`) on the test split."""
         results = trainer.test(
-            module, datamodule=datamodule, ckpt_path=self.best_path, verbose=False
+            module,
+            datamodule=datamodule,
+            ckpt_path=self.best_path,
+            verbose=False,
+            weights_only=True,
         )
         self.test_metrics = {k: float(v) for k, v in results[0].items()}

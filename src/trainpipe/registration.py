@@ -7,17 +7,22 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
 from trainpipe.fit_result import FitResult
 from trainpipe.plan import JobPlan
 from trainpipe.reports.model_card import CARD_DIR, CARD_FILE, write_model_card
 from trainpipe.runtime.tracker import Tracker
+from trainpipe.tracking.sweep_result import defer_registration
 
 log = logging.getLogger(__name__)
 
 
 def register(plan: JobPlan, tracker: Tracker, module: Any, result: FitResult) -> bool:
     """Package the best weights pickle-free and queue their registration (sent with the rest of
-    tracking); False when this job registers nothing."""
+    tracking); False when this job registers nothing — a sweep's job leaves its registration to
+    the sweep, which registers its best job (`registry.sweep`, tracking/sweep_result.py)."""
     conf = plan.conf
     if not (tracker.tracked and conf["registry"]["register"]):
         return False
@@ -37,8 +42,16 @@ def register(plan: JobPlan, tracker: Tracker, module: Any, result: FitResult) ->
     card = _write_card(plan, tracker, result, package.directory)
     if card:
         version_tags["model_card"] = f"{CARD_DIR}/{CARD_FILE}"
+    if _in_sweep() and conf["registry"]["sweep"] == "best":
+        defer_registration(package.directory, conf["registry"]["model_name"], version_tags)
+        log.info("the model is registered at the end of the sweep if this job is its best")
+        return False
     tracker.register_model(package.directory, conf["registry"]["model_name"], version_tags)
     return True
+
+
+def _in_sweep() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _write_card(plan: JobPlan, tracker: Tracker, result: FitResult, package_dir: Path) -> bool:

@@ -52,7 +52,10 @@ def run(cfg: DictConfig, plan: JobPlan) -> float | None:
         log_lineage(plan, job.tracker)
         trainer = build_trainer(cfg, plan, job, run_id, model_fingerprint)
         trainer.fit(
-            module, datamodule=datamodule, ckpt_path=str(start_from) if start_from else None
+            module,
+            datamodule=datamodule,
+            ckpt_path=str(start_from) if start_from else None,
+            weights_only=True,  # what runtime/checkpoint_io.py loads with anyway: nothing unpickled
         )
         result = FitResult.of(trainer, conf["optimized_metric"])
         log_best(plan, job.tracker, result, trainer.global_step)

@@ -4,6 +4,7 @@ process, the registered generator loads without pickle, and it round-trips throu
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -40,9 +41,11 @@ TINY_LM = [
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
     workdir = with_empty_store(tmp_path_factory.mktemp("lm"), store_template)
-    result = run_cli(["train", *TINY_LM], cwd=workdir)
+    # the progress display on, its output a file: lines, not bar frames
+    result = run_cli(["train", *TINY_LM, "trainer.enable_progress_bar=true"], cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     (workdir / "train.out").write_text(result.stdout)
+    (workdir / "train.err").write_text(result.stderr)
     return workdir
 
 
@@ -65,6 +68,14 @@ def test_the_model_learns_real_text_to_below_the_unigram_baseline(trained: Path)
     samples = sorted((job_dir / "samples").glob("step-*.txt"))
     assert [p.name for p in samples] == [f"step-{s:08d}.txt" for s in range(6, 61, 6)]
     assert "models:/stdlib_gpt/1" in (trained / "train.out").read_text()
+
+
+def test_output_to_a_file_gets_progress_lines_with_the_eta_to_max_steps(trained: Path) -> None:
+    out, err = (trained / "train.out").read_text(), (trained / "train.err").read_text()
+    assert "━" not in out + err and "Epoch 0" not in out + err  # no bar frames
+    assert re.search(r"^step 1/60 \(2%\)  epoch 0", out, re.M)
+    final = r"^step 60/60 \(100%\)  train/loss [\d.]+  val/loss [\d.]+  .* trained in \d+"
+    assert re.search(final, out, re.M), out[-3000:]
 
 
 GENERATE_WITHOUT_PICKLE = """
@@ -99,12 +110,14 @@ def test_the_registered_generator_loads_without_pickle_and_generates(trained: Pa
     )
     assert cli.returncode == 0, cli.stderr[-2000:]
     assert cli.stdout.strip() == "def main(" + out["a"][0]
+    assert "Downloading artifacts" not in cli.stderr
 
 
 def test_export_to_hugging_face_gives_the_same_logits(trained: Path) -> None:
     transformers = pytest.importorskip("transformers")
     result = run_cli(["export", "models:/stdlib_gpt/1", "--format", "hf", "hf"], cwd=trained)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "Downloading artifacts" not in result.stderr
     from trainpipe.loading import load_model
 
     predictor, _ = load_model("models:/stdlib_gpt/1", f"sqlite:///{trained}/mlflow.db")
@@ -206,6 +219,7 @@ def test_a_killed_job_resumes_bit_for_bit(tmp_path: Path) -> None:
     assert killed.returncode == -9
     resumed = run_cli(["train", *job], cwd=tmp_path / "killed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "exists and is not empty" not in resumed.stdout + resumed.stderr  # its own checkpoints
     reference, again = final_weights(tmp_path / "ref"), final_weights(tmp_path / "killed")
     for name, tensor in reference.items():
         assert torch.equal(tensor, again[name]), name

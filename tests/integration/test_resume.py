@@ -155,6 +155,9 @@ def test_nan_stops_the_job_naming_the_step_and_keeps_the_last_good_checkpoint(
     assert result.returncode == 1
     assert "non-finite train/loss=nan at step 7" in result.stderr
     assert "Traceback" not in result.stderr
+    log = (workdir / JOB_DIR / "train.log").read_text()  # the whole story is in the log file
+    assert "job ended (failed): non-finite train/loss=nan at step 7" in log
+    assert "Traceback (most recent call last)" in log
     (run,) = runs_of(workdir, "digits")
     assert run.info.status == "FAILED" and "step 7" in run.data.tags["trainpipe.failure_reason"]
     names = sorted(p.name for p in (workdir / JOB_DIR / "checkpoints").glob("step-*.ckpt"))

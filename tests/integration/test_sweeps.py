@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli_env, run_cli
-from tests.integration.mlflow_store import runs_of
+from tests.integration.mlflow_store import client_for, runs_of
 
 pytestmark = pytest.mark.slow
 
@@ -48,12 +49,30 @@ def check_grid(workdir: Path, result: subprocess.CompletedProcess) -> None:
     assert parent.data.tags["best.run_id"] in {c.info.run_id for c in children}
 
 
-def test_grid_sweep_is_a_parent_with_four_children(workdir: Path) -> None:
+def test_grid_sweep_is_a_parent_with_four_children_and_registers_its_best_once(
+    workdir: Path,
+) -> None:
+    registered = [*FAST[:-1], "registry.register=true"]
     result = run_cli(
-        ["train", "--multirun", "model=mlp,cnn", "model.optimizer.lr=0.001,0.003", *FAST],
+        ["train", "--multirun", "model=mlp,cnn", "model.optimizer.lr=0.001,0.003", *registered],
         cwd=workdir,
     )
     check_grid(workdir, result)
+    parent, children = parent_and_children(workdir)
+    assert parent.data.params["sweep.optimized_metric"] == "val/acc"  # resolved, not `auto`
+    best = parent.data.tags["best.run_id"]
+    client = client_for(workdir)
+    (version,) = client.search_model_versions("name='digits'")
+    assert version.run_id == best
+    assert client.get_model_version_by_alias("digits", "challenger").version == version.version
+    assert parent.data.tags["best.model"] == "models:/digits/1"
+    # the table of jobs, then the best one
+    for job in range(4):
+        assert re.search(rf"│ {job}\s+│ model=(mlp|cnn) model.optimizer.lr=0.00[13]", result.stdout)
+    best_job = next(c for c in children if c.info.run_id == best)
+    number = Path(best_job.data.tags["trainpipe.paths.output_dir"]).name
+    assert f"best job {number}: val/acc " in result.stdout
+    assert "registered as models:/digits/1" in result.stdout, result.stdout
 
 
 def test_parallel_joblib_sweep_loses_no_run(workdir: Path) -> None:

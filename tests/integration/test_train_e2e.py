@@ -85,7 +85,12 @@ def test_checkpoints_and_job_state_in_the_output_dir(
     assert any(n.startswith("step-") for n in names) and any(n.startswith("best-") for n in names)
     state = json.loads((job_dir / "job.json").read_text())
     assert state["status"] == "complete" and state["summary"]["model"] == "models:/digits/1"
-    assert (job_dir / "train.log").is_file()
+    # the log file holds trainpipe's own lines (the plan's too, printed before it existed) and
+    # the summary; no checkpoint load or save says "weights_only was not set"
+    log = (job_dir / "train.log").read_text()
+    assert "][trainpipe.data.tables][INFO] - data digits: 1437/180/180 rows" in log
+    assert f"trained {job_dir.name}" in log and "model            models:/digits/1" in log
+    assert "weights_only" not in log
 
 
 LOAD_WITHOUT_PICKLE = """

@@ -4,6 +4,8 @@ that say what MFU was computed against."""
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -155,3 +157,20 @@ def test_bad_intervals_are_refused(interval: float) -> None:
         GpuSystemMetrics(interval_s=interval)
     with pytest.raises(ValueError):
         TimedProgressBar(refresh_s=interval)
+
+
+def test_output_to_a_file_or_pipe_gets_progress_lines_with_the_eta_to_max_steps(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    display = progress.progress_display(line_every_s=0, metrics=("loss", "absent"))
+    assert isinstance(display, progress.ProgressLines)  # pytest's stdout is not a terminal
+    with caplog.at_level(logging.INFO, logger="trainpipe"):
+        fit(tmp_path, max_steps=9, every=3, callbacks_extra=[display], enable_progress_bar=True)
+    lines = [r.getMessage() for r in caplog.records if r.name == progress.__name__]
+    assert lines[0].startswith("step 1/9 (11%)  epoch 0")
+    assert re.search(
+        r"^step 4/9 \(44%\)  epoch 0  loss [\d.e-]+  [\d.e-]+ s/step  ETA \d+s$", lines[3]
+    )
+    assert lines[-1].startswith("step 9/9 (100%)  loss") and "trained in" in lines[-1]
+    assert display.trainer.progress_bar_callback is display  # no bar added by Lightning
+    assert progress.duration(185) == "3m05s" and progress.duration(3720) == "1h02m"

@@ -51,6 +51,11 @@ class BestCheckpoint(ModelCheckpoint):
             }
             self.best_metrics["epoch"] = int(monitor_candidates["epoch"])
 
+    def _ModelCheckpoint__warn_if_dir_not_empty(self, dirpath: Any) -> None:
+        # ModelCheckpoint's "Checkpoint directory … exists and is not empty": the directory is
+        # shared with the step checkpoints by design, and a resumed job finds its own files there
+        return
+
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "best_metrics": self.best_metrics}
 

@@ -1,4 +1,11 @@
-"""The progress bar: Lightning's Rich bar, redrawn by time and never waiting for the GPU.
+"""Progress: Lightning's Rich bar on a terminal, periodic lines in a log file or a pipe.
+
+`progress_display` (configs/callbacks/default.yaml) picks one: a bar redrawn in place is a
+terminal's thing; written to a file or a pipe it leaves a trail of frames (`Epoch 15/19 ━━━…`),
+so there the job prints a line every `line_every_s` seconds instead — step, metrics, time per
+step and the ETA to the end of the run (max_steps, or max_epochs × steps per epoch).
+
+The bar is redrawn by time and never waits for the GPU.
 
 Lightning's own bars do Python work after every batch and copy every `prog_bar` metric from the
 device to the host to show it (`trainer.progress_bar_metrics`), which makes the CPU wait for the
@@ -10,13 +17,28 @@ the loggers read them anyway) or the last validation. Modules therefore log with
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.callbacks.progress.progress_bar import get_standard_metrics
+
+log = logging.getLogger(__name__)
+
+
+def progress_display(
+    refresh_s: float = 0.5,
+    metrics: Sequence[str] = ("train/loss", "val/loss"),
+    line_every_s: float = 30.0,
+) -> ProgressBar:
+    """The bar when standard output is a terminal, else progress lines."""
+    if sys.stdout.isatty():
+        return TimedProgressBar(refresh_s=refresh_s, metrics=metrics)
+    return ProgressLines(every_s=line_every_s, metrics=metrics)
 
 
 class TimedProgressBar(RichProgressBar):
@@ -103,3 +125,72 @@ class TimedProgressBar(RichProgressBar):
     ) -> None:
         if self._time_to_draw():
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+
+class ProgressLines(ProgressBar):
+    """A line every `every_s` seconds of training (and after the first step and the last):
+    `step 120/450 (27%)  train/loss 2.31  val/loss 2.40  0.56 s/step  ETA 3m05s`.
+
+    A ProgressBar, so Lightning adds no bar of its own. Metrics are read when a line is due
+    (Lightning holds them on the host as of the last log window), so no step waits for the GPU.
+    """
+
+    def __init__(self, every_s: float = 30.0, metrics: Sequence[str] = ("train/loss",)) -> None:
+        super().__init__()
+        if every_s < 0:
+            raise ValueError(f"every_s must be >= 0, got {every_s}")
+        self.every_s = every_s
+        self.shown = tuple(metrics)
+        self._enabled = True
+        self._start: tuple[float, int] | None = None  # (time, global step) of the fit's start
+        self._due = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._start = (time.monotonic(), trainer.global_step)
+        self._due = 0.0  # the first step gets a line: the job is under way
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        now = time.monotonic()
+        if self._enabled and trainer.is_global_zero and now >= self._due:
+            self._due = now + self.every_s
+            log.info(self.line(trainer, now))
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._enabled and trainer.is_global_zero and self._start is not None:
+            log.info(self.line(trainer, time.monotonic(), ended=True))
+
+    def line(self, trainer: Any, now: float, ended: bool = False) -> str:
+        step, total = trainer.global_step, trainer.estimated_stepping_batches
+        parts = [f"step {step}/{total} ({100 * step / total:.0f}%)" if total else f"step {step}"]
+        if not ended:  # once the loop is over, current_epoch already counts the next one
+            parts.append(f"epoch {trainer.current_epoch}")
+        current = trainer.callback_metrics
+        parts += [f"{name} {float(current[name]):.4g}" for name in self.shown if name in current]
+        started, first = self._start or (now, step)
+        done = step - first
+        if done > 0:
+            per_step = (now - started) / done
+            parts.append(f"{per_step:.3g} s/step")
+            if ended:
+                parts.append(f"trained in {duration(now - started)}")
+            elif total and math.isfinite(total) and total > step:
+                parts.append(f"ETA {duration(per_step * (total - step))}")
+        return "  ".join(parts)
+
+
+def duration(seconds: float) -> str:
+    """3m05s, 1h02m, 42s."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

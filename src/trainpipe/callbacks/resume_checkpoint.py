@@ -99,7 +99,7 @@ class ResumeCheckpoint(Callback):
         if batch_in_flight and hasattr(sampler, "in_flight"):
             sampler.in_flight = 1
         try:
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # the whole state: it resumes
         finally:
             self._in_flight = False
             if hasattr(sampler, "in_flight"):

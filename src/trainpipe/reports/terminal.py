@@ -10,6 +10,8 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.tree import Tree
 
+from trainpipe.console import to_log_file
+
 ORDER = ("data", "model", "trainer", "callbacks", "logger", "paths")
 
 
@@ -43,6 +45,7 @@ def print_summary(title: str, rows: dict[str, Any], console: Console | None = No
             console = Console(width=max(80, len(title) + 8, *(len(line) + 4 for line in lines)))
     body = "\n".join(f"[bold]{k.ljust(width)}[/bold]  {v}" for k, v in shown.items())
     console.print(Panel(body, title=title, expand=False))
+    to_log_file("\n".join([title, *lines]))
 
 
 def ui_hint(tracking_uri: str | None) -> str | None:

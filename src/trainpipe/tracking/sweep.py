@@ -3,7 +3,8 @@
 The Hydra callback runs in the sweep's own process: it opens (or, for a rerun of the same sweep,
 reopens) the parent run and writes its id to `<sweep dir>/mlflow_parent_run.json`, where every
 job — in this process, a joblib worker or a SLURM node — finds it. At the end it records the
-best job's value and overrides on the parent. Tracking trouble is logged, never raised.
+best job's value and overrides on the parent, registers the best job's model (`registry.sweep:
+best`, tracking/sweep_result.py) and prints the jobs. Tracking trouble is logged, never raised.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainpipe.config.targets import declared
 from trainpipe.runtime.atomic import atomic_write_text
+from trainpipe.tracking.sweep_result import print_jobs, register_best
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +98,10 @@ class MLflowSweepCallback(Callback):
         }
         params = {
             "sweep.overrides": " ".join(config.hydra.overrides.task),
-            "sweep.optimized_metric": str(config.get("optimized_metric")),
             **flatten({"sweep": sweep}),
         }
+        if config.get("optimized_metric") != "auto":  # auto: the jobs' task decides (at the end)
+            params["sweep.optimized_metric"] = str(config.get("optimized_metric"))
         items = [Param(k, v) for k, v in params.items()]
         for start in range(0, len(items), 100):
             client.log_batch(run.info.run_id, params=items[start : start + 100])
@@ -120,7 +123,6 @@ class MLflowSweepCallback(Callback):
         self, run_id: str, config: DictConfig, tracking_uri: str, experiment_name: str
     ) -> None:
         import mlflow
-        from mlflow.entities import Param
 
         client = mlflow.MlflowClient(tracking_uri=tracking_uri)
         experiment = client.get_experiment_by_name(experiment_name)
@@ -144,6 +146,11 @@ class MLflowSweepCallback(Callback):
         )
         client.log_metric(run_id, "sweep/jobs", len(children))
         client.log_metric(run_id, "sweep/failed_jobs", failed)
+        if metric != "auto":  # resolved: what the jobs optimised
+            _log_new_params(
+                client, run_id, {"sweep.optimized_metric": metric, "sweep.optimized_mode": mode}
+            )
+        best, registered = None, None
         if scored:
             pick = max if mode == "max" else min
             value, best = pick(scored, key=lambda pair: pair[0])
@@ -155,15 +162,39 @@ class MLflowSweepCallback(Callback):
             )
             for key, value in chosen.items():
                 client.set_tag(run_id, f"best.{key.lstrip('+~')}", value)
-            try:  # params are write-once: a rerun that finds another best keeps the tags only
-                client.log_batch(
-                    run_id, params=[Param(f"best.{k.lstrip('+~')}", v) for k, v in chosen.items()]
-                )
-            except Exception:
-                log.info(
-                    "best params of an earlier run of this sweep are kept; tags hold the new best"
-                )
+            _log_new_params(
+                client, run_id, {f"best.{k.lstrip('+~')}": v for k, v in chosen.items()}
+            )
+            registered = _register_best(tracking_uri, best)
+            if registered:
+                client.set_tag(run_id, "best.model", registered)
         client.set_terminated(run_id, status="FINISHED")
+        objectives = {child.info.run_id: value for value, child in scored}
+        print_jobs(children, objectives, best, metric, OVERRIDES_TAG, registered)
+
+
+def _log_new_params(client: Any, run_id: str, params: dict[str, str]) -> None:
+    """Params are write-once: a rerun of the sweep that finds another best keeps the first
+    values (the tags hold the new best)."""
+    from mlflow.entities import Param
+
+    try:
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    except Exception:
+        log.info("params of an earlier run of this sweep are kept: %s", ", ".join(params))
+
+
+def _register_best(tracking_uri: str, best: Any) -> str | None:
+    try:
+        return register_best(tracking_uri, best)
+    except Exception as err:  # the jobs are trained and recorded: say so and go on
+        log.warning(
+            "could not register the sweep's best job (run %s): %s; register it with "
+            "registry.sweep=each or rerun it alone",
+            best.info.run_id,
+            str(err).splitlines()[0],
+        )
+        return None
 
 
 def record_failed_job(config: DictConfig, reason: str) -> None:
