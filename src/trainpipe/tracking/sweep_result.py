@@ -1,7 +1,7 @@
 """What a sweep ends with: its best job's model registered once, and a table of its jobs.
 
 With `registry.sweep: best` (configs/train.yaml) the jobs of a --multirun package their model as
-usual but leave a registration request beside it instead of registering (records.py); when the
+usual but leave a registration request beside it instead of registering (registration.py); when the
 sweep ends, its Hydra callback (tracking/sweep.py) registers the best job's package — one new
 version, the challenger — and prints the jobs. `registry.sweep: each` registers every job.
 """
@@ -16,7 +16,7 @@ from trainpipe.runtime.atomic import atomic_write_text
 
 REQUEST_FILE = "registration.json"  # in the job's model package dir
 OUTPUT_DIR_TAG = "trainpipe.paths.output_dir"
-PACKAGE_DIR = "model"  # <job output dir>/model: the package (records.py)
+PACKAGE_DIR = "model"  # <job output dir>/model: the package (registration.py)
 
 
 def defer_registration(package_dir: Path, model_name: str, version_tags: dict[str, str]) -> Path:
@@ -28,7 +28,7 @@ def defer_registration(package_dir: Path, model_name: str, version_tags: dict[st
 def register_best(tracking_uri: str, best: Any) -> str | None:
     """Register the best job's deferred package (once: a rerun of the sweep finds the version);
     its model URI, or None when the job left no request (registry.register=false, `each`)."""
-    from trainpipe.tracking.registry import log_and_register, registered_version
+    from trainpipe.tracking.model_versions import log_and_register, registered_version
 
     output_dir = best.data.tags.get(OUTPUT_DIR_TAG)
     request_path = Path(output_dir or ".") / PACKAGE_DIR / REQUEST_FILE
