@@ -63,6 +63,12 @@ class RunLog(Protocol):
         """The Lightning logger that forwards `self.log(...)` here (None: no logger)."""
         return None
 
+    def start_nested(self, run_name: str, tags: dict[str, str], journal_dir: Path) -> Tracker:
+        """Open a run nested under this one and return its tracker, written through this
+        tracker's own sending (one pipeline, one writer); `finish` on it closes the nested run.
+        Default: a tracker that records nothing."""
+        return Untracked()
+
 
 class ModelRegistry(Protocol):
     def register_model(self, package: Path, model_name: str, version_tags: dict[str, str]) -> None:
@@ -81,3 +87,7 @@ class ModelRegistry(Protocol):
 
 class Tracker(RunLog, ModelRegistry, Protocol):
     """A run log and the registry it registers into: what a job is handed."""
+
+
+class Untracked(Tracker):
+    """What a backend that nests nothing hands out: the protocol's do-nothing bodies."""
