@@ -11,6 +11,7 @@ from trainpipe.fit_result import FitResult
 from trainpipe.plan import JobPlan
 from trainpipe.reports.model_card import CARD_DIR, CARD_FILE, write_model_card
 from trainpipe.runtime.tracker import Tracker
+from trainpipe.tracking.model_versions import CHALLENGER
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,9 @@ def register(plan: JobPlan, tracker: Tracker, module: Any, result: FitResult) ->
     card = _write_card(plan, tracker, result, package.directory)
     if card:
         version_tags["model_card"] = f"{CARD_DIR}/{CARD_FILE}"
-    tracker.register_model(package.directory, conf["registry"]["model_name"], version_tags)
+    name = conf["registry"]["model_name"]
+    tracker.register_model(package.directory, name, version_tags)
+    tracker.set_alias(name, CHALLENGER)  # the newest version is the challenger (docs/registry.md)
     return True
 
 

@@ -100,9 +100,7 @@ class MLflowTracker(Tracker):
             self._thread.start()
         return self.run_id
 
-    def start_nested(
-        self, run_name: str, tags: dict[str, str], journal_dir: Path
-    ) -> MLflowTracker:
+    def start_nested(self, run_name: str, tags: dict[str, str], journal_dir: Path) -> MLflowTracker:
         """A run nested under this one (the pipeline's stages under its parent run), with a
         journal of its own (a journal holds one run) sent by this tracker's writer thread."""
         nested = MLflowTracker(
@@ -159,6 +157,11 @@ class MLflowTracker(Tracker):
                 "model_name": model_name,
                 "version_tags": version_tags,
             }
+        )
+
+    def set_alias(self, model_name: str, alias: str, version: str | None = None) -> None:
+        self.journal.append(
+            {"op": "alias", "model_name": model_name, "alias": alias, "version": version}
         )
 
     def log_input(self, dataset: dict[str, str], tags: dict[str, str]) -> None:
