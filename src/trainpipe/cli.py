@@ -186,8 +186,8 @@ def run_stage(command: str, cfg: Any, pre: Preflight) -> Any:
     try:
         if plan is None:
             plan = plan_job(command, cfg)
-        plan.apply(cfg, Path(HydraConfig.get().runtime.output_dir))
-        return importlib.import_module(JOB_MODULES[command]).run(cfg, plan)
+        plan.adopt(Path(HydraConfig.get().runtime.output_dir))
+        return importlib.import_module(JOB_MODULES[command]).run(plan)
     except BaseException as err:
         outcome = classify(err)
         if outcome.name == "pruned" or (outcome.name == "error" and not multirun):
