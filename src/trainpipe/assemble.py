@@ -23,15 +23,13 @@ from trainpipe.runtime.job import Job
 from trainpipe.runtime.launch import torchrun_devices, torchrun_world
 
 
-def build_trainer(
-    cfg: DictConfig, plan: JobPlan, job: Job, run_id: str | None, model_fingerprint: str
-) -> Any:
+def build_trainer(plan: JobPlan, job: Job, run_id: str | None, model_fingerprint: str) -> Any:
     from trainpipe.callbacks.final_validation import FinalValidation
     from trainpipe.callbacks.preemption import PreemptionHandler
     from trainpipe.callbacks.run_identity import RunIdentity
     from trainpipe.runtime.checkpoint_io import AtomicCheckpointIO
 
-    conf = plan.conf
+    conf, cfg = plan.conf, plan.config
     use_tf32()
     checkpoints = str(job.output_dir / "checkpoints")
     divergence = instantiate_checked(cfg.divergence, "divergence")

@@ -187,8 +187,8 @@ def run_stage(command: str, cfg: Any, pre: Preflight) -> Any:
     try:
         if plan is None:
             plan = plan_job(command, cfg)
-        plan.apply(cfg, Path(HydraConfig.get().runtime.output_dir))
-        return importlib.import_module(JOB_MODULES[command]).run(cfg, plan)
+        plan.adopt(Path(HydraConfig.get().runtime.output_dir))
+        return importlib.import_module(JOB_MODULES[command]).run(plan)
     except BaseException as err:
         outcome = classify(err)
         if not multirun:  # the console gets one line (or Hydra's traceback); the log file all

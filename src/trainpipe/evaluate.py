@@ -7,15 +7,13 @@ data it was trained on (its training config travels in its checkpoint and its ML
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
-
 from trainpipe.plan import JobPlan
 from trainpipe.reports.terminal import print_summary, ui_hint
 from trainpipe.tracking.lineage import git_tags, versions
 from trainpipe.tracking.params import flatten
 
 
-def run(cfg: DictConfig, plan: JobPlan) -> float:
+def run(plan: JobPlan) -> float:
     import torch
     from hydra.utils import instantiate
 
@@ -29,7 +27,7 @@ def run(cfg: DictConfig, plan: JobPlan) -> float:
     batch_size = conf["data"]["batch_size"]
     metrics = task.evaluate(plan.predictor, plan.prepared, batch_size, device)
 
-    tracker = instantiate(cfg.logger)
+    tracker = instantiate(plan.config.logger)
     tags = {
         "trainpipe.model_uri": conf["model_uri"],
         "trainpipe.task": task.name,

@@ -5,18 +5,21 @@
 
 A bad config or bad data stops here with one line (exit 2), before Hydra creates anything. A
 single run is planned by the CLI before `hydra.main`, and the plan is handed to the stage; each
-job of a --multirun plans itself in its own process.
+job of a --multirun plans itself in its own process. Once it adopts Hydra's output dir the plan's
+config is read-only (`JobPlan.config`) and every later step reads it: Hydra's own copy of the
+config serves Hydra (output dir, logging, sweeps) and is never written back to.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from trainpipe.config.identity import config_fingerprint
+from trainpipe.config import identity
 from trainpipe.config.validate import resolve, validate
 from trainpipe.errors import ConfigError
 from trainpipe.runtime.first import local_rank_zero_first
@@ -30,10 +33,14 @@ class JobPlan:
     task_reason: str  # "set in the config" / "inferred: …"
     prepared: Any  # the task's prepared data
     spec: dict[str, Any]  # the data spec (train) or the model's spec (eval)
-    settled: dict[str, Any]  # the keys decided here, to write into Hydra's own copy of the config
     predictor: Any = None  # eval: the model being scored
     # train: the training config's fingerprint, the one its run name hashes (config/identity.py)
     fingerprint: str = ""
+    # train: what a resume checkpoint must have been trained with (model, data, tokenizer)
+    model_fingerprint: str = ""
+    # `conf` as a read-only OmegaConf once the output dir is adopted: what later steps
+    # instantiate the `_target_` nodes (logger, trainer, callbacks, model) from
+    config: DictConfig | None = None
 
     @property
     def run_name(self) -> str:
@@ -43,12 +50,12 @@ class JobPlan:
     def output_dir(self) -> Path:
         return Path(self.conf["paths"]["output_dir"])
 
-    def apply(self, cfg: DictConfig, output_dir: Path) -> None:
-        """Write the decided keys into a config composed from the same command (Hydra's), and
-        adopt Hydra's output dir (a sweep's job runs in `<sweep dir>/<job number>`)."""
-        self.settled["paths.output_dir"] = str(output_dir)
+    def adopt(self, output_dir: Path) -> None:
+        """Adopt Hydra's output dir (a sweep's job runs in `<sweep dir>/<job number>`) and make
+        the plan's config final: read-only from here on."""
         self.conf["paths"]["output_dir"] = str(output_dir)
-        settle(cfg, self.settled)
+        self.config = OmegaConf.create(self.conf)
+        OmegaConf.set_readonly(self.config, True)
 
 
 def settle(cfg: DictConfig, values: dict[str, Any]) -> None:
@@ -61,12 +68,13 @@ def plan_train(cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobP
     """`validated`: `cfg` already checked by the caller (schema and the task's rules)."""
     from trainpipe.tasks import check_config, resolve_task
 
+    cfg = copy.deepcopy(cfg)  # the plan settles its own copy: the caller's (Hydra's) stays as given
     if validated is None:  # e.g. a job of a --multirun: each checks its own config
         validated = validate(cfg, "train")
         check_config(validated)
     conf = validated
     # of the config as given (`task: auto`), as the run name's
-    fingerprint = config_fingerprint(cfg)
+    fingerprint = identity.config_fingerprint(cfg)
     task, reason = resolve_task(conf)
     # run_name first: it hashes the config as the user gave it (`task: auto` included), so
     # `--cfg job` and every later resolution name the same job
@@ -77,19 +85,30 @@ def plan_train(cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobP
         settled["optimized_mode"] = task.objective.mode
     settled.update(task.trainer_defaults(conf))
     settle(cfg, settled)
+    model_fingerprint = identity.fingerprint(cfg, identity.MODEL_SECTIONS)
     conf = resolve(cfg)
     # under torchrun local rank 0 builds the data's cache and the other ranks load it
     prepared = local_rank_zero_first(
         lambda: task.prepare(conf), conf["data"]["cache_dir"], "prepare the data"
     )
     spec = task.data_spec(prepared)
-    return JobPlan("train", conf, task, reason, prepared, spec, settled, fingerprint=fingerprint)
+    return JobPlan(
+        "train",
+        conf,
+        task,
+        reason,
+        prepared,
+        spec,
+        fingerprint=fingerprint,
+        model_fingerprint=model_fingerprint,
+    )
 
 
 def plan_eval(cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobPlan:
     from trainpipe.loading import load_model
     from trainpipe.tasks import get_task
 
+    cfg = copy.deepcopy(cfg)  # as in plan_train
     conf = validated if validated is not None else validate(cfg, "eval")
     predictor, trained_conf = load_model(conf["model_uri"], conf["logger"].get("tracking_uri"))
     task = get_task(predictor.spec["task"])
@@ -107,7 +126,7 @@ def plan_eval(cfg: DictConfig, validated: dict[str, Any] | None = None) -> JobPl
     conf = resolve(cfg)
     prepared = task.prepare(conf)
     reason = f"the model's task ({predictor.spec['task']})"
-    return JobPlan("eval", conf, task, reason, prepared, predictor.spec, settled, predictor)
+    return JobPlan("eval", conf, task, reason, prepared, predictor.spec, predictor)
 
 
 PLANNERS = {"train": plan_train, "eval": plan_eval}

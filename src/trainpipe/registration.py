@@ -14,6 +14,7 @@ from trainpipe.fit_result import FitResult
 from trainpipe.plan import JobPlan
 from trainpipe.reports.model_card import CARD_DIR, CARD_FILE, write_model_card
 from trainpipe.runtime.tracker import Tracker
+from trainpipe.tracking.model_versions import CHALLENGER
 from trainpipe.tracking.sweep_result import defer_registration
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,13 @@ def register(plan: JobPlan, tracker: Tracker, module: Any, result: FitResult) ->
     card = _write_card(plan, tracker, result, package.directory)
     if card:
         version_tags["model_card"] = f"{CARD_DIR}/{CARD_FILE}"
+    name = conf["registry"]["model_name"]
     if _in_sweep() and conf["registry"]["sweep"] == "best":
-        defer_registration(package.directory, conf["registry"]["model_name"], version_tags)
+        defer_registration(package.directory, name, version_tags)
         log.info("the model is registered at the end of the sweep if this job is its best")
         return False
-    tracker.register_model(package.directory, conf["registry"]["model_name"], version_tags)
+    tracker.register_model(package.directory, name, version_tags)
+    tracker.set_alias(name, CHALLENGER)  # the newest version is the challenger (docs/registry.md)
     return True
 
 

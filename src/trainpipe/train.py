@@ -7,9 +7,8 @@ is left is the training itself, readable top to bottom.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from trainpipe.config.identity import MODEL_SECTIONS, fingerprint
 from trainpipe.data_change import identity
 from trainpipe.fit_result import FitResult
 from trainpipe.plan import JobPlan
@@ -23,11 +22,12 @@ from trainpipe.runtime.signals import StopSignals
 from trainpipe.tracking.sweep import OBJECTIVE_METRIC_TAG, OBJECTIVE_TAG
 
 
-def run(cfg: DictConfig, plan: JobPlan) -> float | None:
-    """Train one job. Returns the optimized metric (what a sweeper optimises)."""
+def run(plan: JobPlan) -> float | None:
+    """Train one job as planned (`plan.config`). Returns the optimized metric (what a sweeper
+    optimises)."""
     conf, task = plan.conf, plan.task
     signals = StopSignals(tuple(conf["preemption"]["signals"]))
-    job = Job(plan.output_dir, make_tracker(cfg), signals, conf["preemption"]["requeue"])
+    job = Job(plan.output_dir, make_tracker(plan.config), signals, conf["preemption"]["requeue"])
     if job.is_complete and conf["resume"] == "auto":
         print_summary(
             f"{plan.run_name} is already complete (resume=never trains again)", job.state.summary
@@ -44,13 +44,13 @@ def run(cfg: DictConfig, plan: JobPlan) -> float | None:
 
     with job:
         L.seed_everything(conf["seed"], workers=True, verbose=False)
-        module = task.build_module(cfg.model, plan.spec)
+        module = task.build_module(plan.config.model, plan.spec)
         datamodule = task.datamodule(plan.prepared, conf["data"])
-        model_fingerprint = fingerprint(cfg, MODEL_SECTIONS)
+        model_fingerprint = plan.model_fingerprint
         start_from = resume_point(conf["resume"], plan.output_dir, model_fingerprint)
         run_id = job.start(plan.run_name, run_tags(plan), run_params(conf), OmegaConf.to_yaml(conf))
         log_lineage(plan, job.tracker)
-        trainer = build_trainer(cfg, plan, job, run_id, model_fingerprint)
+        trainer = build_trainer(plan, job, run_id, model_fingerprint)
         trainer.fit(
             module,
             datamodule=datamodule,

@@ -110,6 +110,13 @@ def test_the_first_run_runs_every_stage_and_promotes_the_candidate(
     stages = stage_runs(workdir, first.parent_id)
     assert sorted(stages) == sorted(STAGES)
     assert {s.data.tags["trainpipe.pipeline.cached"] for s in stages.values()} == {"false"}
+    # one tracker writes the pipeline's runs: the parent's journal, its stages' nested beside it
+    # (train's run is the training job's own, journaled by the job)
+    (journal,) = workdir.glob("**/pipeline/rows/runs/*/tracking")
+    assert (journal / "journal.jsonl").is_file()
+    assert sorted(p.parent.name for p in journal.glob("*/journal.jsonl")) == sorted(
+        set(STAGES) - {"train"}
+    )
     (training,) = training_runs(workdir)
     assert stages["train"].info.run_id == training.info.run_id  # the job's own run, nested
     client = client_for(workdir)

@@ -196,3 +196,27 @@ def test_the_plan_keeps_the_one_fingerprint_its_run_name_hashes(workdir: Path) -
     assert plan_train(compose("train", ["model.optimizer.lr=0.003"])).fingerprint != (
         plan.fingerprint
     )
+
+
+def test_the_plan_is_the_one_read_only_config_later_steps_read(workdir: Path) -> None:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ReadonlyConfigError
+
+    from trainpipe.plan import plan_train
+
+    cfg = compose("train", [])
+    as_given = OmegaConf.to_yaml(cfg)
+    plan = plan_train(cfg)
+    plan.adopt(workdir / "hydra-output")
+    assert OmegaConf.to_yaml(cfg) == as_given  # Hydra's copy is never written back to
+    assert cfg.task == "auto" and cfg.optimized_metric == "auto"
+    config = plan.config
+    assert config is not None and OmegaConf.is_readonly(config)
+    with pytest.raises(ReadonlyConfigError):
+        config.run_name = "other"
+    # what the plan decided, resolved, is what the steps after it read
+    assert config.task == plan.task.name != "auto"
+    assert config.optimized_metric == plan.task.objective.metric
+    assert config.run_name == plan.run_name
+    assert config.paths.output_dir == str(workdir / "hydra-output") == str(plan.output_dir)
+    assert OmegaConf.to_container(config) == plan.conf

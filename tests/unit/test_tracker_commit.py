@@ -89,3 +89,24 @@ def test_whether_a_job_is_tracked_is_what_its_tracker_class_declares() -> None:
     # the registry half of the protocol has do-nothing defaults: a stage may tag a version
     # through any tracker
     assert NullTracker().set_version_tags("model", "1", {"trainpipe.pipeline": "x"}) is None
+
+
+def test_nested_runs_are_sent_by_their_parent_trackers_one_writer(tmp_path: Path) -> None:
+    import threading
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    writers = {t for t in threading.enumerate() if t.name == "mlflow-writer"}
+    parent = MLflowTracker(uri, "nested", flush_interval_s=0.1, drain_timeout_s=5)
+    parent_id = parent.start("pipeline", {}, tmp_path / "tracking")
+    stages = [parent.start_nested(s, {"stage": s}, tmp_path / "tracking" / s) for s in "ab"]
+    for step, stage in enumerate(stages):
+        stage.log_metrics({"loss": 1.0}, step=step)
+    started = {t for t in threading.enumerate() if t.name == "mlflow-writer"} - writers
+    assert len(started) == 1  # the parent's: the nested runs start no thread of their own
+    assert [s.finish("FINISHED") for s in stages] == [0, 0]
+    assert parent.finish("FINISHED") == 0
+    client = mlflow.MlflowClient(uri)
+    for stage in stages:
+        run = client.get_run(stage.run_id)
+        assert run.data.tags["mlflow.parentRunId"] == parent_id
+        assert run.info.status == "FINISHED" and run.data.metrics == {"loss": 1.0}

@@ -3,13 +3,15 @@
 A stage that ran gets a run holding its work (the training job's own run for `train`); a cached
 stage gets a run too, tagged `trainpipe.pipeline.cached=true` and pointing at the run that
 produced its output (`trainpipe.pipeline.source_run`), so every pipeline run shows all five
-stages. Each run is written through its own tracker journal (<pipeline run dir>/tracking/<name>),
-like a training job's: a tracking hiccup is retried, never lost. The trackers are the configured
-`logger` (as for `trainpipe train`), pointed at the pipeline's tracking store.
+stages. One tracker, the configured `logger` (as for `trainpipe train`) pointed at the
+pipeline's tracking store, writes them all: the parent run through its journal
+(<pipeline run dir>/tracking), each stage's run nested under it through a journal beside it
+(tracking/<stage>), sent by the parent's one writer. A tracking hiccup is retried, never lost.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from trainpipe.errors import JobFailed
@@ -75,23 +77,23 @@ class Recorder:
         self.pipeline = pipeline
         self.parent: Tracker | None = None
 
-    def _tracker(self, name: str, run_name: str, tags: dict[str, str]) -> Tracker:
+    @property
+    def journal_dir(self) -> Path:
+        return self.pipeline.run_dir / "tracking"
+
+    def open_parent(self, tags: dict[str, str], params: dict[str, Any]) -> str:
+        """The pipeline's parent run; JobFailed if MLflow does not answer (every later stage
+        needs its registry, and the stages' runs need the parent's id)."""
         from hydra.utils import instantiate
 
-        tracker = instantiate(
+        tags = {**tags, DATA_DIGEST_TAG: self.pipeline.data_digest}
+        self.parent = instantiate(
             self.pipeline.cfg.logger,
             tracking_uri=self.pipeline.tracking_uri,
             experiment_name=self.pipeline.experiment,
             flush_interval_s=0.5,  # a stage's run is short: send as it goes
         )
-        tracker.start(run_name, tags, self.pipeline.run_dir / "tracking" / name)
-        return tracker
-
-    def open_parent(self, tags: dict[str, str], params: dict[str, Any]) -> str:
-        """The pipeline's parent run; JobFailed if MLflow does not answer (every later stage
-        needs its registry, and the stages' runs need the parent's id)."""
-        tags = {**tags, DATA_DIGEST_TAG: self.pipeline.data_digest}
-        self.parent = self._tracker("pipeline", parent_run_name(self.pipeline), tags)
+        self.parent.start(parent_run_name(self.pipeline), tags, self.journal_dir)
         if self.parent.run_id is None:
             raise JobFailed(
                 f"MLflow at {self.pipeline.tracking_uri} is not answering; the pipeline needs "
@@ -110,7 +112,9 @@ class Recorder:
     ) -> Tracker:
         """A started nested run for `stage` (closed by `close_stage`)."""
         name = f"{stage} (cached)" if cached is not None else stage
-        tracker = self._tracker(stage, name, stage_tags(self.pipeline, stage, key, cached))
+        assert self.parent is not None, "open_parent first"
+        tags = stage_tags(self.pipeline, stage, key, cached)
+        tracker = self.parent.start_nested(name, tags, self.journal_dir / stage)
         tracker.log_params(flatten(config))
         return tracker
 

@@ -3,8 +3,9 @@
 Defined here, beside the job that uses it, so the runtime depends on an interface and not on
 MLflow. Two concerns, each with "track nothing" bodies, so a backend overrides only what it does:
 - `RunLog`: what a run logs — params, metrics, artifacts, inputs, tags, its status;
-- `ModelRegistry`: what a registry does — register a model package as a new version (which takes
-  the `challenger` alias, docs/registry.md), find that version, tag versions.
+- `ModelRegistry`: what a registry does — register a model package as a new version, point an
+  alias at a version (the job moves `challenger` to what it registered, docs/registry.md), find
+  that version, tag versions.
 `Tracker` is both: what the job, the stages and the pipeline are handed. A tracker that records
 nothing (logger=none, and every rank but 0) subclasses it and overrides nothing it does not need.
 """
@@ -63,11 +64,21 @@ class RunLog(Protocol):
         """The Lightning logger that forwards `self.log(...)` here (None: no logger)."""
         return None
 
+    def start_nested(self, run_name: str, tags: dict[str, str], journal_dir: Path) -> Tracker:
+        """Open a run nested under this one and return its tracker, written through this
+        tracker's own sending (one pipeline, one writer); `finish` on it closes the nested run.
+        Default: a tracker that records nothing."""
+        return Untracked()
+
 
 class ModelRegistry(Protocol):
     def register_model(self, package: Path, model_name: str, version_tags: dict[str, str]) -> None:
-        """Queue a model package's registration as a new version of `model_name`, aliased
-        `challenger`."""
+        """Queue a model package's registration as a new version of `model_name`."""
+        return None
+
+    def set_alias(self, model_name: str, alias: str, version: str | None = None) -> None:
+        """Queue moving `alias` of `model_name` to `version` (None: the version this run
+        registered); the version that held it loses it."""
         return None
 
     def registered_version(self, model_name: str) -> str | None:
@@ -81,3 +92,7 @@ class ModelRegistry(Protocol):
 
 class Tracker(RunLog, ModelRegistry, Protocol):
     """A run log and the registry it registers into: what a job is handed."""
+
+
+class Untracked(Tracker):
+    """What a backend that nests nothing hands out: the protocol's do-nothing bodies."""

@@ -5,6 +5,7 @@ replays it to MLflow (replay.py), retrying with backoff while the store is unrea
 are held in memory until `commit(step)`, which the resume-checkpoint callback calls right before
 it saves: a job killed and resumed from step S therefore journals each metric point exactly once
 (points it already journaled are not journaled again when the resumed job recomputes them).
+Runs nested under the job's (`start_nested`, the pipeline's stages) are sent by the same thread.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ class MLflowTracker(Tracker):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # nested runs (`start_nested`) send through this tracker's writer thread, one at a time
+        self._owner: MLflowTracker | None = None
+        self._nested: list[MLflowTracker] = []
+        self._sending = threading.Lock()
 
     @property
     def run_id(self) -> str | None:
@@ -87,9 +92,23 @@ class MLflowTracker(Tracker):
                 self.tracking_uri,
                 journal_dir,
             )
-        self._thread = threading.Thread(target=self._writer, name="mlflow-writer", daemon=True)
-        self._thread.start()
+        if self._owner is not None:
+            with self._owner._lock:
+                self._owner._nested.append(self)
+        else:
+            self._thread = threading.Thread(target=self._writer, name="mlflow-writer", daemon=True)
+            self._thread.start()
         return self.run_id
+
+    def start_nested(self, run_name: str, tags: dict[str, str], journal_dir: Path) -> MLflowTracker:
+        """A run nested under this one (the pipeline's stages under its parent run), with a
+        journal of its own (a journal holds one run) sent by this tracker's writer thread."""
+        nested = MLflowTracker(
+            self.tracking_uri, self.experiment_name, self.flush_interval_s, self.drain_timeout_s
+        )
+        nested._owner, nested._wake = self, self._wake  # its commits wake the one writer
+        nested.start(run_name, {**tags, "mlflow.parentRunId": str(self.run_id)}, journal_dir)
+        return nested
 
     def finish(self, status: str = "FINISHED", reason: str | None = None) -> int:
         """Commit every metric, close the run with `status`, and try to send it all; returns ops left."""
@@ -102,7 +121,11 @@ class MLflowTracker(Tracker):
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
-        left = drain(self.replayer, self.drain_timeout_s)
+        if self._owner is not None:
+            with self._owner._lock:
+                self._owner._nested.remove(self)
+        with self._sending:  # the owner's writer may be sending this run's journal right now
+            left = drain(self.replayer, self.drain_timeout_s)
         if left:
             log.warning(
                 "%d tracking operation(s) could not reach MLflow (%s); they are kept in %s and sent by "
@@ -134,6 +157,11 @@ class MLflowTracker(Tracker):
                 "model_name": model_name,
                 "version_tags": version_tags,
             }
+        )
+
+    def set_alias(self, model_name: str, alias: str, version: str | None = None) -> None:
+        self.journal.append(
+            {"op": "alias", "model_name": model_name, "alias": alias, "version": version}
         )
 
     def log_input(self, dataset: dict[str, str], tags: dict[str, str]) -> None:
@@ -178,7 +206,14 @@ class MLflowTracker(Tracker):
             self._wake.clear()
             if not self.hold_metrics_until_commit:
                 self.commit()
-            drain(self.replayer, self.flush_interval_s, stop=self._stop)
+            with self._sending:
+                drain(self.replayer, self.flush_interval_s, stop=self._stop)
+            with self._lock:
+                nested = list(self._nested)
+            for run in nested:
+                run.commit()
+                with run._sending:
+                    drain(run.replayer, 0)  # one try each pass: a retry is the next pass
 
     def registered_version(self, model_name: str) -> str | None:
         from trainpipe.tracking.model_versions import registered_version

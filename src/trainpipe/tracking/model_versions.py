@@ -51,8 +51,8 @@ def log_and_register(
     package_dir: str | Path,
     version_tags: dict[str, str],
 ) -> tuple[str, str]:
-    """Log a model package as a pyfunc model on `run_id`, register it and make it the challenger;
-    returns (model URI, version)."""
+    """Log a model package as a pyfunc model on `run_id` and register it as a new version (its
+    aliases are the caller's: the `alias` journal operation); returns (model URI, version)."""
     import mlflow
     from mlflow.models.signature import ModelSignature
 
@@ -94,8 +94,6 @@ def log_and_register(
         description=description,
         model_id=info.model_id,
     )
-    # setting an alias moves it: the previous challenger stops being one
-    client.set_registered_model_alias(model_name, CHALLENGER, version.version)
     return f"models:/{model_name}/{version.version}", str(version.version)
 
 

@@ -3,7 +3,8 @@
 Each operation is idempotent against the store: runs are found again by a key tag before one is
 created, metrics keep their journaled timestamps (MLflow keeps one row per identical point),
 params and tags are re-sent with the same value, a dataset input is linked to a run once, and a
-model is registered only if the run has no version yet. So an operation that was applied but
+model is registered only if the run has no version yet, and `challenger` is never moved back
+from a newer version. So an operation that was applied but
 not yet marked sent can safely be applied again.
 """
 
@@ -61,6 +62,8 @@ class Replayer:
                 self.client.set_terminated(run_id, status=entry["status"])
         elif op == "register":
             self._register(run_id, entry)
+        elif op == "alias":
+            self._set_alias(run_id, entry)
         elif op == "input":
             self._log_input(run_id, entry)
         elif op == "version_tags":
@@ -109,22 +112,32 @@ class Replayer:
         self.client.log_inputs(run_id, [DatasetInput(Dataset(**entry["dataset"]), tags)])
 
     def _register(self, run_id: str, entry: dict[str, Any]) -> None:
-        from trainpipe.tracking.model_versions import CHALLENGER, log_and_register
+        from trainpipe.tracking.model_versions import log_and_register
 
         name = entry["model_name"]
-        existing = self.client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
-        if existing:  # registered before the process died: finish what it was doing
-            version = str(existing[0].version)
-            aliases = self.client.get_registered_model(name).aliases
-            newest = max(
-                int(v.version) for v in self.client.search_model_versions(f"name='{name}'")
-            )
-            if CHALLENGER not in aliases and int(version) == newest:
-                self.client.set_registered_model_alias(name, CHALLENGER, version)
-            return
+        if self.client.search_model_versions(f"name='{name}' and run_id='{run_id}'"):
+            return  # registered before the process died
         log_and_register(
             self.tracking_uri, run_id, entry["model_name"], entry["package"], entry["version_tags"]
         )
+
+    def _set_alias(self, run_id: str, entry: dict[str, Any]) -> None:
+        from trainpipe.tracking.model_versions import CHALLENGER
+
+        name, version = entry["model_name"], entry["version"]
+        if version is None:  # the version this run registered (the op before, in the journal)
+            mine = self.client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+            if not mine:
+                raise RuntimeError(f"run {run_id} has no version of {name} to alias")
+            version = str(mine[0].version)
+        if entry["alias"] == CHALLENGER:  # the newest registered version: a late replay of an
+            # older job's journal must not take it back from a version registered since
+            newest = max(
+                int(v.version) for v in self.client.search_model_versions(f"name='{name}'")
+            )
+            if int(version) < newest:
+                return
+        self.client.set_registered_model_alias(name, entry["alias"], str(version))
 
 
 def get_or_create_experiment(client: Any, name: str) -> str:

@@ -28,7 +28,9 @@ def defer_registration(package_dir: Path, model_name: str, version_tags: dict[st
 def register_best(tracking_uri: str, best: Any) -> str | None:
     """Register the best job's deferred package (once: a rerun of the sweep finds the version);
     its model URI, or None when the job left no request (registry.register=false, `each`)."""
-    from trainpipe.tracking.model_versions import log_and_register, registered_version
+    from mlflow import MlflowClient
+
+    from trainpipe.tracking.model_versions import CHALLENGER, log_and_register, registered_version
 
     output_dir = best.data.tags.get(OUTPUT_DIR_TAG)
     request_path = Path(output_dir or ".") / PACKAGE_DIR / REQUEST_FILE
@@ -39,9 +41,12 @@ def register_best(tracking_uri: str, best: Any) -> str | None:
     known = registered_version(tracking_uri, request["model_name"], run_id)
     if known:
         return known
-    uri, _ = log_and_register(
-        tracking_uri, run_id, request["model_name"], request_path.parent, request["version_tags"]
+    name = request["model_name"]
+    uri, version = log_and_register(
+        tracking_uri, run_id, name, request_path.parent, request["version_tags"]
     )
+    # the sweep's one new version is the challenger, as a job's registration makes its own
+    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(name, CHALLENGER, version)
     return uri
 
 
