@@ -6,7 +6,8 @@ kept (the best-by-metric checkpoint is ModelCheckpoint's business). Each
 file also carries every rank's RNG states, restored right before the first resumed batch, and —
 through the data loader's own state — the position inside the epoch. Before each save the
 tracker journals the metrics of the steps the checkpoint covers, so a resumed job logs each
-metric point once.
+metric point once, at the step it logged it at uninterrupted (Lightning's logging step is
+restored too).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class ResumeCheckpoint(Callback):
         self._restored = False  # a checkpoint was loaded and training has not started again
         self._last_saved_step = -1
         self._in_flight = False
+        self._saving = False  # this callback's save, not ModelCheckpoint's
+        # Lightning's logging step a checkpoint of this callback recorded (see _restore_logging_step)
+        self._logging_step_to_restore: int | None = None
 
     # -- when to save -------------------------------------------------------------------------
     # Step S is saved when step S+1 is about to start, not in on_train_batch_end: Lightning hands
@@ -64,6 +68,7 @@ class ResumeCheckpoint(Callback):
             if self._rng_to_restore is not None:
                 rng.restore(self._rng_to_restore)
                 self._rng_to_restore = None
+            self._restore_logging_step(trainer)
         if self.every_n_steps and step and step % self.every_n_steps == 0:
             self.save(trainer, batch_in_flight=True)
         if faults.armed("kill", step) and batch_idx > 0:
@@ -96,12 +101,13 @@ class ResumeCheckpoint(Callback):
         path = self.dirpath / step_checkpoint_name(step)
         sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
         self._in_flight = batch_in_flight
+        self._saving = True
         if batch_in_flight and hasattr(sampler, "in_flight"):
             sampler.in_flight = 1
         try:
             trainer.save_checkpoint(path, weights_only=False)  # the whole state: it resumes
         finally:
-            self._in_flight = False
+            self._in_flight = self._saving = False
             if hasattr(sampler, "in_flight"):
                 sampler.in_flight = 0
         self._last_saved_step = step
@@ -112,6 +118,9 @@ class ResumeCheckpoint(Callback):
         return path
 
     def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        if self._saving:
+            logging_step = trainer.fit_loop.epoch_loop._batches_that_stepped
+            checkpoint["callbacks"][self.state_key]["logging_step"] = logging_step
         if not self._in_flight:
             return
         # Lightning counted the fetched batch as "ready" before on_train_batch_start; undo that so
@@ -121,6 +130,19 @@ class ResumeCheckpoint(Callback):
         progress["total"]["ready"] -= 1
         progress["current"]["ready"] -= 1
         progress["is_last_batch"] = False
+
+    # Lightning labels logged metrics with `_batches_that_stepped` and, restarting, assumes the
+    # checkpoint was written before that counter moved past the last step (as ModelCheckpoint's
+    # on_validation_end saves are): resumed at a step where validation ran, it spends one empty
+    # loop iteration skipping the repeated validation and counts it (training_epoch_loop.advance,
+    # Lightning 2.6). Our checkpoints are written after the counter moved, so every later
+    # train/loss and val/* point landed one step late and the log_every_n_steps windows moved by
+    # one, weights unchanged. The counter this callback saved is put back before the first
+    # resumed step is logged.
+    def _restore_logging_step(self, trainer: Any) -> None:
+        if self._logging_step_to_restore is not None:
+            trainer.fit_loop.epoch_loop._batches_that_stepped = self._logging_step_to_restore
+            self._logging_step_to_restore = None
 
     # -- what a checkpoint carries beyond Lightning's own state ---------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -135,4 +157,5 @@ class ResumeCheckpoint(Callback):
         rank = global_rank()
         # saved by fewer processes (a resume at a larger world size): this rank keeps its seed
         self._rng_to_restore = states[rank] if rank < len(states) else None
+        self._logging_step_to_restore = state_dict.get("logging_step")
         self._restored = True
