@@ -131,8 +131,9 @@ class ProgressLines(ProgressBar):
     """A line every `every_s` seconds of training (and after the first step and the last):
     `step 120/450 (27%)  train/loss 2.31  val/loss 2.40  0.56 s/step  ETA 3m05s`.
 
-    A ProgressBar, so Lightning adds no bar of its own. Metrics are read when a line is due
-    (Lightning holds them on the host as of the last log window), so no step waits for the GPU.
+    A ProgressBar, so Lightning adds no bar of its own. The metrics shown are those of the last
+    log window, copied when Lightning has just read them for its loggers: a line falling between
+    two windows reads nothing from the device, so no step waits for the GPU.
     """
 
     def __init__(self, every_s: float = 30.0, metrics: Sequence[str] = ("train/loss",)) -> None:
@@ -144,6 +145,7 @@ class ProgressLines(ProgressBar):
         self._enabled = True
         self._start: tuple[float, int] | None = None  # (time, global step) of the fit's start
         self._due = 0.0
+        self._metrics: dict[str, float] = {}  # `metrics` as of the last log window
 
     def disable(self) -> None:
         self._enabled = False
@@ -158,22 +160,31 @@ class ProgressLines(ProgressBar):
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if not (self._enabled and trainer.is_global_zero):
+            return
+        every = trainer.log_every_n_steps
+        if every and trainer.global_step % every == 0:  # a log window: Lightning read them now
+            self._metrics = self._read(trainer)
         now = time.monotonic()
-        if self._enabled and trainer.is_global_zero and now >= self._due:
+        if now >= self._due:
             self._due = now + self.every_s
             log.info(self.line(trainer, now))
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if self._enabled and trainer.is_global_zero and self._start is not None:
+            self._metrics = self._read(trainer)  # training is over: nothing waits for this read
             log.info(self.line(trainer, time.monotonic(), ended=True))
+
+    def _read(self, trainer: Any) -> dict[str, float]:
+        current = trainer.callback_metrics
+        return {name: float(current[name]) for name in self.shown if name in current}
 
     def line(self, trainer: Any, now: float, ended: bool = False) -> str:
         step, total = trainer.global_step, trainer.estimated_stepping_batches
         parts = [f"step {step}/{total} ({100 * step / total:.0f}%)" if total else f"step {step}"]
         if not ended:  # once the loop is over, current_epoch already counts the next one
             parts.append(f"epoch {trainer.current_epoch}")
-        current = trainer.callback_metrics
-        parts += [f"{name} {float(current[name]):.4g}" for name in self.shown if name in current]
+        parts += [f"{name} {value:.4g}" for name, value in self._metrics.items()]
         started, first = self._start or (now, step)
         done = step - first
         if done > 0:
