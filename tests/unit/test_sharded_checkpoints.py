@@ -94,7 +94,9 @@ def test_publishing_renames_the_staging_directory_over_any_older_one(tmp_path: P
 
 
 def test_keep_last_prunes_old_checkpoints_and_what_killed_saves_left(tmp_path: Path) -> None:
-    def save_checkpoint(path: Path) -> None:  # what the sharded strategy leaves behind
+    def save_checkpoint(path: Path, weights_only: bool = False) -> None:
+        # what the sharded strategy leaves behind (the whole state: weights_only is False)
+        assert not weights_only
         write_sharded(Path(path))
 
     trainer = SimpleNamespace(
