@@ -16,9 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from lightning.pytorch.callbacks import Callback
-
-from trainpipe.callbacks.gpu_metrics import Reader, Sampler
+from trainpipe.callbacks.gpu_metrics import Reader, SampledMetrics, Sampler
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +46,7 @@ def psutil_reader() -> Reader | None:
     return read
 
 
-class CpuSystemMetrics(Callback):
-    def __init__(self, interval_s: float = 5.0, reader: Reader | None = None) -> None:
-        if interval_s <= 0:
-            raise ValueError(f"interval_s must be > 0, got {interval_s}")
-        self.interval_s = interval_s
-        self._reader = reader  # tests hand one in; else psutil
-        self.sampler: Sampler | None = None
-        self._step_at_start = -1
-
+class CpuSystemMetrics(SampledMetrics):
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.is_global_zero:
             return
@@ -68,29 +58,11 @@ class CpuSystemMetrics(Callback):
         self.sampler.sample()  # a short run still logs a value at its first window
         self.sampler.start()
 
-    def on_train_batch_start(
-        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
-    ) -> None:
-        self._step_at_start = trainer.global_step
-
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        every, step = trainer.log_every_n_steps, trainer.global_step
-        # log where Lightning flushes step metrics: after an optimizer step (not mid-accumulation)
-        if self.sampler is None or not every or step % every or step == self._step_at_start:
+        if not self.at_log_window(trainer):
             return
         for key, value in self.sampler.take().items():
             if value == value:  # NaN: no sample yet
                 pl_module.log(f"system/{key}", value, on_step=True, on_epoch=False)
-
-    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        self._stop()
-
-    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        self._stop()
-
-    def _stop(self) -> None:
-        if self.sampler is not None:
-            self.sampler.stop()
-            self.sampler = None

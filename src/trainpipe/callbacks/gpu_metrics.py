@@ -101,41 +101,33 @@ class Sampler:
             return dict(self._last)
 
 
-class GpuSystemMetrics(Callback):
+class SampledMetrics(Callback):
+    """A `Sampler` that a subclass starts in `on_fit_start` (or not), whose means it logs when
+    `at_log_window`; stopped with the fit, however the fit ends."""
+
     def __init__(self, interval_s: float = 5.0, reader: Reader | None = None) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
         self.interval_s = interval_s
-        self._reader = reader  # tests hand one in; else NVML for the CUDA device
+        self._reader = reader  # tests hand one in; else the subclass's own
         self.sampler: Sampler | None = None
         self._step_at_start = -1
-
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        device = trainer.strategy.root_device
-        read = self._reader or (nvml_reader(device) if device.type == "cuda" else None)
-        # every rank must take part in the gather below, or none: agree once, at the start
-        if trainer.strategy.reduce_boolean_decision(read is not None, all=True):
-            self.sampler = Sampler(read, self.interval_s)
-            self.sampler.start()
 
     def on_train_batch_start(
         self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
     ) -> None:
         self._step_at_start = trainer.global_step
 
-    def on_train_batch_end(
-        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
+    def at_log_window(self, trainer: Any) -> bool:
+        """Whether this batch ends where Lightning flushes step metrics: after an optimizer step
+        (not mid-accumulation) at a multiple of `log_every_n_steps`, with a sampler running."""
         every, step = trainer.log_every_n_steps, trainer.global_step
-        # log where Lightning flushes step metrics: after an optimizer step (not mid-accumulation)
-        if self.sampler is None or not every or step % every or step == self._step_at_start:
-            return
-        mine = torch.tensor([self.sampler.take()[key] for key in FIELDS], dtype=torch.float64)
-        ranks = trainer.strategy.all_gather(mine.to(pl_module.device)).reshape(-1, len(FIELDS))
-        for rank, row in enumerate(ranks.cpu().tolist()):
-            for key, value in zip(FIELDS, row, strict=True):
-                if value == value:  # NaN: that rank has no sample yet
-                    pl_module.log(f"system/gpu_{rank}_{key}", value, on_step=True, on_epoch=False)
+        return (
+            self.sampler is not None
+            and bool(every)
+            and step % every == 0
+            and step != self._step_at_start
+        )
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         self._stop()
@@ -147,3 +139,25 @@ class GpuSystemMetrics(Callback):
         if self.sampler is not None:
             self.sampler.stop()
             self.sampler = None
+
+
+class GpuSystemMetrics(SampledMetrics):
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        device = trainer.strategy.root_device
+        read = self._reader or (nvml_reader(device) if device.type == "cuda" else None)
+        # every rank must take part in the gather below, or none: agree once, at the start
+        if trainer.strategy.reduce_boolean_decision(read is not None, all=True):
+            self.sampler = Sampler(read, self.interval_s)
+            self.sampler.start()
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not self.at_log_window(trainer):
+            return
+        mine = torch.tensor([self.sampler.take()[key] for key in FIELDS], dtype=torch.float64)
+        ranks = trainer.strategy.all_gather(mine.to(pl_module.device)).reshape(-1, len(FIELDS))
+        for rank, row in enumerate(ranks.cpu().tolist()):
+            for key, value in zip(FIELDS, row, strict=True):
+                if value == value:  # NaN: that rank has no sample yet
+                    pl_module.log(f"system/gpu_{rank}_{key}", value, on_step=True, on_epoch=False)
