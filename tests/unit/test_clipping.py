@@ -10,12 +10,12 @@ import functools
 from pathlib import Path
 from typing import Any
 
-import lightning
 import pytest
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 from torch.utils.data import DataLoader
 
+from tests.unit.test_lm_training import cpu_trainer
 from trainpipe.tasks.classification.head import ClassificationHead
 from trainpipe.tasks.lm.module import LanguageModule
 from trainpipe.tasks.tabular.module import TabularModule
@@ -35,18 +35,7 @@ def tokens(batches: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def fit_one_step(
     module: Any, batches: list[Any], tmp_path: Path, plugin: Any, **trainer: Any
 ) -> None:
-    run = lightning.Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        plugins=[plugin],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-        **trainer,
-    )
+    run = cpu_trainer(tmp_path, max_steps=1, plugins=[plugin], **trainer)
     run.fit(module, DataLoader(batches, batch_size=None))  # each item is a whole batch
 
 

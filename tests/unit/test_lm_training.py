@@ -105,18 +105,29 @@ def tiny_lm(tmp_path: Path, *overrides: str) -> tuple[Any, Any, Any]:
     return module, loader, prepared
 
 
+def cpu_trainer(tmp_path: Path, **options: Any) -> lightning.Trainer:
+    """A quiet one-process CPU Trainer that trains without validating; `options` override."""
+    quiet = dict(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    return lightning.Trainer(**{**quiet, **options})
+
+
 def fit(module: Any, loader: Any, tmp_path: Path, callbacks: list[Any]) -> MemoryLogger:
     logger = MemoryLogger()
-    trainer = lightning.Trainer(
-        accelerator="cpu",
+    trainer = cpu_trainer(
+        tmp_path,
         max_steps=STEPS,
         log_every_n_steps=EVERY,
         logger=logger,
         callbacks=callbacks,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
+        enable_progress_bar=True,
     )
     trainer.fit(module, loader)
     return logger
@@ -172,15 +183,7 @@ def test_a_compiled_module_trains_like_eager_and_saves_plain_gpt_names(tmp_path:
     module.compile_backend = "aot_eager"  # the graph capture without a C++ toolchain run
     eager, _, _ = tiny_lm(tmp_path, "model.compile=false")
     eager.model.load_state_dict(module.model.state_dict())
-    trainer = lightning.Trainer(
-        accelerator="cpu",
-        max_steps=3,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = cpu_trainer(tmp_path, max_steps=3, enable_checkpointing=True)
     trainer.fit(module, loader)
     assert module._loss is not module.model.loss  # compiled, and held outside the module tree
     trainer.save_checkpoint(tmp_path / "c.ckpt")
@@ -227,16 +230,7 @@ def test_a_compiled_gpt_never_recompiles_over_two_epochs(tmp_path: Path) -> None
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters
     counters.clear()
-    trainer = lightning.Trainer(
-        accelerator="cpu",
-        max_epochs=2,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = cpu_trainer(tmp_path, max_epochs=2)
     trainer.fit(module, loader)
     assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
     assert trainer.global_step == 2 * per_epoch == 2 * (windows // 100)
@@ -257,17 +251,11 @@ def compiled_fsdp2_counts(tmp_path: Path, checkpointing: bool) -> dict[str, int]
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters
     counters.clear()
-    lightning.Trainer(
-        accelerator="cpu",
+    cpu_trainer(
+        tmp_path,
         devices=1,
         strategy=FSDP2Strategy(save_distributed_checkpoint=False),
         max_steps=3,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
     ).fit(module, batches)
     assert module.sharded()
     return {**counters["stats"], "graph_breaks": sum(counters["graph_break"].values())}
