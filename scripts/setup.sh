@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Create ./.venv and install trainpipe (editable) with its dev tools. Safe to run again.
 #
-# torch is installed FIRST, on purpose: with no torch present, `pip install lightning` pulls the
-# default (multi-GB, CUDA) torch build. Without a GPU we ask for $TORCH_SPEC (default: the pinned
-# CPU-capable build below); set TORCH_INDEX_URL to a CPU wheel index where your pip needs one.
+# torch and torchvision are installed FIRST, as a matching pair, on purpose: with no torch present,
+# `pip install lightning` pulls the default (multi-GB, CUDA) torch build, and torchvision pins one
+# exact torch. Without a GPU we ask for $TORCH_SPEC (default: the pair below, which our CPU machines
+# hold on local disk; PyPI's torchvision does not import beside their torch 2.13.0+cpu file); set
+# TORCH_INDEX_URL to a CPU wheel index where your pip needs one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,14 +14,17 @@ python=${PYTHON:-python3}
 pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
 "${pip[@]}" install --upgrade pip >/dev/null
 
-if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1; then
-    spec=${TORCH_SPEC:-torch}              # a GPU: the default (CUDA) build
+    spec=${TORCH_SPEC:-torch torchvision}                       # a GPU: the default (CUDA) builds
+  elif [ "$(uname -m)" = aarch64 ]; then
+    spec=${TORCH_SPEC:-torch==2.9.1 torchvision==0.24.1}        # CPU builds
   else
-    spec=${TORCH_SPEC:-torch==2.13.0}      # no GPU: the CPU build
+    spec=${TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}       # runs on the CPU (a CUDA build)
   fi
   echo "setup: installing $spec"
-  "${pip[@]}" install "$spec" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+  # shellcheck disable=SC2086  # the spec is a list of requirements
+  "${pip[@]}" install $spec ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 fi
 
 echo "setup: installing trainpipe[dev]"
