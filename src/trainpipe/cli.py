@@ -30,6 +30,7 @@ JOB_MODULES = {"train": "trainpipe.train", "eval": "trainpipe.evaluate"}
 # other commands: command → module with main(args) -> exit code
 TOOLS = {
     "generate": "trainpipe.commands.generate",
+    "predict": "trainpipe.commands.predict",
     "export": "trainpipe.commands.export",
     "estimate": "trainpipe.commands.estimate",
     "pipeline": "trainpipe.commands.pipeline",
@@ -41,6 +42,7 @@ COMMANDS = {
     "train": "train a model: fit → test the best checkpoint → register it in MLflow",
     "eval": "score a checkpoint or a registered model on a test split (model_uri=…)",
     "generate": "continue a prompt with a language model (model_uri=… prompt=…)",
+    "predict": "score a file with a model in chunks, resumably (model_uri=… data.path=… output=…)",
     "export": "write a language model as a Hugging Face GPT-2 dir: export MODEL --format hf OUT_DIR",
     "estimate": "parameters, FLOPs, memory per GPU, time and cost of a training config (no GPU needed)",
     "pipeline": "prepare → train → evaluate → register → promote, each stage cached by its inputs",
@@ -60,6 +62,7 @@ examples:
   trainpipe train data=csv data.path=wine.csv data.target=target
   trainpipe train --multirun model=mlp,cnn model.optimizer.lr=1e-3,3e-3
   trainpipe eval model_uri=models:/digits/1
+  trainpipe predict model_uri=models:/digits@champion data.path=new.parquet output=preds.parquet
   trainpipe train experiment=stdlib_gpt                 # a small GPT on the Python stdlib
   trainpipe generate model_uri=models:/stdlib_gpt/1 prompt="def main("
   trainpipe sync outputs/train/digits/digits-mlp-1a2b3c4d   # replay a job's tracking journal

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from trainpipe.plan import JobPlan
 from trainpipe.reports.terminal import print_summary, ui_hint
-from trainpipe.tracking.lineage import git_tags, versions
+from trainpipe.tracking.lineage import RUN_TYPE_TAG, git_tags, versions
 from trainpipe.tracking.params import flatten
 
 
@@ -29,6 +29,7 @@ def run(plan: JobPlan) -> float:
 
     tracker = instantiate(plan.config.logger)
     tags = {
+        RUN_TYPE_TAG: "eval",
         "trainpipe.model_uri": conf["model_uri"],
         "trainpipe.task": task.name,
         "trainpipe.data.digest": plan.prepared.digest,

@@ -21,6 +21,7 @@ from trainpipe.runtime.ranks import is_rank_zero
 from trainpipe.runtime.tracker import Tracker
 from trainpipe.tracking.lineage import (
     COMMAND_ENV,
+    RUN_TYPE_TAG,
     command_line,
     dataset_input,
     environment_tags,
@@ -61,6 +62,7 @@ def run_params(conf: dict[str, Any]) -> dict[str, str]:
 def run_tags(plan: JobPlan) -> dict[str, str]:
     conf, prepared = plan.conf, plan.prepared
     tags = {
+        RUN_TYPE_TAG: "train",
         "trainpipe.command": os.environ.get(COMMAND_ENV) or command_line(),
         "trainpipe.task": f"{plan.task.name} ({plan.task_reason})",
         "trainpipe.config_fingerprint": fingerprint_of(plan),

@@ -122,7 +122,9 @@ def check_value(key: str, value: Any, rule: Rule) -> None:
 
 def _check_cross_fields(conf: dict[str, Any], entry: str) -> None:
     data = conf.get("data")
-    if data is not None:
+    if (
+        data is not None and entry != "predict"
+    ):  # predict's data names a reader (predict/readers.py)
         _check_data(data)
     if entry == "train":
         _check_training(conf)

@@ -70,12 +70,42 @@ class Prepared(Protocol):
     def split_sizes(self) -> dict[str, int]: ...
 
 
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How `trainpipe predict` asks a predictor to score a batch of rows (configs/predict.yaml).
+    A predictor reads what applies to it: a classifier `probabilities`, a language model the
+    sampling options; the rest it ignores."""
+
+    probabilities: bool = False  # a classifier adds one column per class
+    batch_size: int = 1024  # rows per forward pass
+    device: str = "cpu"
+    sampling: dict[str, Any] = field(
+        default_factory=dict
+    )  # max_new_tokens, temperature, top_k, seed
+
+
 class Predictor(Protocol):
     """A trained model ready to predict and be scored (from a checkpoint or a registered model)."""
 
     spec: dict[str, Any]
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> Any: ...
+
+    # -- batch scoring (trainpipe predict): what goes in and what comes out is the task's ---
+    def input_columns(self) -> list[str]:
+        """The columns of a table it reads, matched by name (the batch scorer names the missing
+        ones before scoring anything)."""
+        ...
+
+    def output_columns(self, options: ScoreOptions) -> list[str]:
+        """The names of the columns `score` returns (kept input columns must not collide)."""
+        ...
+
+    def score(self, frame: Any, options: ScoreOptions) -> dict[str, Any]:
+        """The output columns for the rows of a DataFrame, by name, each a sequence as long as
+        the frame — the same values `predict` gives for those rows. DataError for input it
+        cannot score (naming the column)."""
+        ...
 
 
 class Task(Protocol):

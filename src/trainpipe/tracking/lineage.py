@@ -16,6 +16,8 @@ from trainpipe.tracking.params import SECRET_KEY, redact_url
 
 # the command as the user typed it; set by the CLI so that torchrun ranks and sweep jobs see it too
 COMMAND_ENV = "TRAINPIPE_COMMAND"
+# what kind of run a run is (train, eval, predict): the runs of a model's experiment told apart
+RUN_TYPE_TAG = "trainpipe.run_type"
 
 
 def _git(args: list[str], cwd: Path) -> str | None:

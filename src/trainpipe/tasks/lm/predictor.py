@@ -5,6 +5,8 @@ Input: a DataFrame with a `prompt` column, a list of strings, or one string. Par
 `max_new_tokens` (64), `temperature` (1.0; 0 = greedy), `top_k` (0 = all tokens), `seed` (0;
 -1 = fresh randomness). Output: one continuation per prompt (a Series named `continuation`).
 Generation uses a KV cache: each new token costs one position, not the whole prefix.
+Batch scoring (`trainpipe predict`, `score`): the `prompt` column in, a `continuation` column out,
+each prompt continued exactly as `predict` continues it with the same params.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 import pandas as pd
 import torch
 
+from trainpipe.errors import DataError
+from trainpipe.tasks.base import ScoreOptions
 from trainpipe.tasks.lm.generate import generate
 from trainpipe.tasks.lm.gpt import GPT
 from trainpipe.tasks.lm.module import gpt_config
@@ -23,6 +27,7 @@ from trainpipe.tasks.lm.module import gpt_config
 SPEC_FILE = "spec.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
+PROMPT_COLUMN = "prompt"
 DEFAULT_PARAMS = {"max_new_tokens": 64, "temperature": 1.0, "top_k": 0, "seed": 0}
 
 
@@ -98,8 +103,13 @@ class LanguagePredictor:
             raise ValueError(
                 f"unknown params {sorted(unknown)}; accepted: {sorted(DEFAULT_PARAMS)}"
             )
+        return pd.Series(
+            self._continue_all(self.prompts(model_input), options), name="continuation"
+        )
+
+    def _continue_all(self, prompts: Any, options: dict[str, Any]) -> list[str]:
         with torch.inference_mode():
-            texts = [
+            return [
                 self.continue_text(
                     prompt,
                     int(options["max_new_tokens"]),
@@ -107,6 +117,23 @@ class LanguagePredictor:
                     int(options["top_k"]),
                     int(options["seed"]),
                 )
-                for prompt in self.prompts(model_input)
+                for prompt in prompts
             ]
-        return pd.Series(texts, name="continuation")
+
+    # -- batch scoring (trainpipe predict) --------------------------------------------------
+    def input_columns(self) -> list[str]:
+        return [PROMPT_COLUMN]
+
+    def output_columns(self, options: ScoreOptions) -> list[str]:
+        return ["continuation"]
+
+    def score(self, frame: pd.DataFrame, options: ScoreOptions) -> dict[str, Any]:
+        prompts = frame[PROMPT_COLUMN]
+        not_text = [p for p in prompts if not isinstance(p, str)]
+        if not_text:
+            raise DataError(
+                f"column {PROMPT_COLUMN!r} must hold text, got {not_text[0]!r} "
+                f"({len(not_text)} of {len(prompts)} rows in this chunk)"
+            )
+        self.model.to(options.device)
+        return {"continuation": self._continue_all(prompts, {**DEFAULT_PARAMS, **options.sampling})}

@@ -8,6 +8,8 @@ Input (what a user hands to `predict`):
 - a single row as a 1-D array or list.
 Output: class labels typed like the training target (ints stay ints), class probabilities
 (`params={"output": "probabilities"}`), or floats for regression.
+Batch scoring (`trainpipe predict`, `score`): a `prediction` column (label or value) and, for a
+classifier asked for probabilities, `probability_<class>` per class.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trainpipe.errors import DataError
+from trainpipe.tasks.base import ScoreOptions
 from trainpipe.tasks.tabular.model import FeatureModel
 
 SPEC_FILE = "spec.json"
@@ -120,12 +124,53 @@ class TabularPredictor:
         if output not in OUTPUTS:
             raise ValueError(f"params.output must be one of {OUTPUTS}, got {output!r}")
         raw = self.outputs(self.rows(model_input))
-        class_values = self.spec.get("class_values")
-        if class_values is None:  # regression
-            values = self.model.to_target_scale(raw).squeeze(-1).numpy().astype(np.float64)
-            return pd.Series(values, name=self.spec["target_name"])
+        if self.spec.get("class_values") is None:  # regression
+            return pd.Series(self._values(raw), name=self.spec["target_name"])
         probabilities = torch.softmax(raw, dim=-1).numpy()
         if output == "probabilities":
-            return pd.DataFrame(probabilities, columns=[str(v) for v in class_values])
-        labels = [class_values[i] for i in probabilities.argmax(axis=1)]
-        return pd.Series(labels, name=self.spec["target_name"])
+            return pd.DataFrame(probabilities, columns=self._class_names())
+        return pd.Series(self._labels(probabilities), name=self.spec["target_name"])
+
+    def _values(self, raw: torch.Tensor) -> np.ndarray:
+        return self.model.to_target_scale(raw).squeeze(-1).numpy().astype(np.float64)
+
+    def _labels(self, probabilities: np.ndarray) -> list[Any]:
+        class_values = self.spec["class_values"]
+        return [class_values[i] for i in probabilities.argmax(axis=1)]
+
+    def _class_names(self) -> list[str]:
+        return [str(v) for v in self.spec["class_values"]]
+
+    # -- batch scoring (trainpipe predict) --------------------------------------------------
+    def input_columns(self) -> list[str]:
+        return list(self.feature_names)
+
+    def output_columns(self, options: ScoreOptions) -> list[str]:
+        wants_probabilities = options.probabilities and self.spec.get("class_values") is not None
+        extra = [f"probability_{c}" for c in self._class_names()] if wants_probabilities else []
+        return ["prediction", *extra]
+
+    def score(self, frame: pd.DataFrame, options: ScoreOptions) -> dict[str, Any]:
+        try:
+            rows = self.rows(frame)
+        except ValueError as err:  # the input's fault (a column of text, NaN): named by rows()
+            raise DataError(str(err)) from None
+        step = options.batch_size
+        raw = (
+            torch.cat(
+                [
+                    self.outputs(rows[i : i + step], options.device)
+                    for i in range(0, len(rows), step)
+                ]
+            )
+            if len(rows)
+            else self.outputs(rows, options.device)
+        )
+        if self.spec.get("class_values") is None:
+            return {"prediction": self._values(raw)}
+        probabilities = torch.softmax(raw, dim=-1).numpy()
+        columns: dict[str, Any] = {"prediction": self._labels(probabilities)}
+        if options.probabilities:
+            for i, name in enumerate(self._class_names()):
+                columns[f"probability_{name}"] = probabilities[:, i]
+        return columns

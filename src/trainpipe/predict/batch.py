@@ -1,0 +1,231 @@
+"""`trainpipe predict`: score a file (or any registered input) with a trained model, in chunks.
+
+    input ──reader──▶ batches ──cut──▶ chunks of chunk_rows ──predictor.score──▶ part files
+          ──publish──▶ one output file, renamed into place; the run recorded in MLflow
+
+- Streaming: one chunk (plus one reader block) is in memory at a time, whatever the input size.
+- What goes in and what comes out is the predictor's (`input_columns`, `output_columns`, `score`,
+  tasks/base.py): this module never asks which task it scores with.
+- Resumable: the parts of a job live in `.<output name>.partial/<key>/` beside the output, the
+  key a digest of what decides the result (the model version, the input's content, the options).
+  A rerun of an interrupted job finds the parts written so far (each written atomically) and
+  scores only the rest; the published file is the same bytes an uninterrupted run writes.
+- Nothing under the output's name until the end: the parts are concatenated into a temp file in
+  the partial dir and renamed over it. A user error (a column the model needs is missing, a
+  prompt that is not text) removes the job's parts: nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import nullcontext, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainpipe.errors import ConfigError, DataError, UserError
+from trainpipe.predict.readers import Reader, reader_for
+from trainpipe.predict.writers import check_output, done_parts, file_sha256, publish, write_part
+from trainpipe.tasks.base import ScoreOptions
+
+SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_k", "seed")
+
+
+@dataclass
+class Request:
+    """A checked `trainpipe predict` config: what can be known without torch or the model."""
+
+    conf: dict[str, Any]
+    output: Path
+    reader: Reader
+    keep: list[str]
+
+
+@dataclass
+class Scored:
+    """What a finished job reports (and records in MLflow)."""
+
+    output: Path
+    rows: int
+    rows_per_s: float
+    seconds: float
+    input_digest: str
+    output_digest: str
+    model: str  # the model scored with, resolved: models:/NAME/VERSION, runs:/…, a path
+    run_id: str | None = None
+    resumed_rows: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_request(conf: dict[str, Any]) -> Request:
+    """Config and files, before torch is imported: reader, output path, input file, kept columns."""
+    kind = reader_for(conf["data"])
+    output = check_output(conf["output"])
+    reader = kind.open(conf["data"])
+    keep = [str(c) for c in conf["keep"]]
+    missing = [c for c in keep if c not in reader.columns]
+    if missing:
+        raise DataError(
+            f"keep: column(s) {missing} are not in {reader.describe()} (it has {reader.columns})"
+        )
+    return Request(conf, output, reader, keep)
+
+
+def chunks(batches: Iterator[Any], rows: int) -> Iterator[Any]:
+    """pyarrow Tables of exactly `rows` rows (the last one fewer), whatever the batches' sizes:
+    chunk i is the same rows on every run, which resuming relies on."""
+    import pyarrow as pa
+
+    held: list[Any] = []
+    count = 0
+    for batch in batches:
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        held.append(table)
+        count += table.num_rows
+        while count >= rows:
+            whole = pa.concat_tables(held, promote_options="permissive")
+            yield whole.slice(0, rows)
+            rest = whole.slice(rows)
+            held, count = ([rest] if rest.num_rows else []), rest.num_rows
+    if count:
+        yield pa.concat_tables(held, promote_options="permissive")
+
+
+def device_of(setting: str) -> str:
+    import torch
+
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", "cuda was asked for but no GPU is visible")
+    if setting != "auto":
+        return setting
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def autocast(device: str, trained: dict[str, Any] | None) -> Any:
+    """bf16 autocast on a GPU for a model that trained in bf16 (its recorded trainer.precision);
+    otherwise the model runs in the precision it was saved in."""
+    import torch
+
+    precision = str(((trained or {}).get("trainer") or {}).get("precision", ""))
+    if device.startswith("cuda") and "bf16" in precision:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def job_key(model: str, request: Request, options: ScoreOptions) -> str:
+    """What decides the output: a different model version, input, or option is another job."""
+    conf = request.conf
+    decided = {
+        "model": model,
+        "input": request.reader.digest(),
+        "keep": request.keep,
+        "chunk_rows": conf["chunk_rows"],
+        "probabilities": options.probabilities,
+        "sampling": options.sampling,
+    }
+    return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def partial_root(output: Path) -> Path:
+    return output.parent / f".{output.name}.partial"
+
+
+def run_predict(request: Request) -> Scored:
+    """Score the request's input into its output (resuming an interrupted run of the same job)."""
+    from trainpipe.loading import load_model
+    from trainpipe.predict.progress import ScoringProgress
+    from trainpipe.predict.record import ScoringRecord, resolve_model
+    from trainpipe.runtime.lock import OutputDirLock
+
+    conf = request.conf
+    predictor, trained = load_model(conf["model_uri"], conf["tracking_uri"])
+    missing = [c for c in predictor.input_columns() if c not in request.reader.columns]
+    if missing:
+        raise DataError(
+            f"data.path: {request.reader.describe()} is missing column(s) {missing} the model "
+            f"reads (it has {request.reader.columns})"
+        )
+    options = ScoreOptions(
+        probabilities=conf["probabilities"],
+        batch_size=conf["batch_size"],
+        device=device_of(conf["device"]),
+        sampling={k: conf[k] for k in SAMPLING_KEYS},
+    )
+    clash = sorted(set(request.keep) & set(predictor.output_columns(options)))
+    if clash:
+        raise ConfigError("keep", f"column(s) {clash} are also output columns of the model")
+    model, experiment = resolve_model(conf["model_uri"], conf["tracking_uri"])
+    key = job_key(model, request, options)
+    directory = partial_root(request.output) / key
+    lock = OutputDirLock(directory).acquire()  # one process per job; created with the dir
+    record = ScoringRecord(conf, directory, model, experiment, key)
+    try:
+        (directory / "job.json").write_text(json.dumps({"model": model, "conf": conf}, indent=1))
+        record.start(request)
+        progress = ScoringProgress(getattr(request.reader, "rows", None), conf["progress_every_s"])
+        scored = _score_chunks(request, predictor, options, trained, directory, progress)
+        progress.close()
+        publish(directory, scored, request.output)
+    except UserError as err:
+        record.finish_failed(str(err))
+        lock.release()
+        shutil.rmtree(directory, ignore_errors=True)  # the input is at fault: nothing to resume
+        _remove_if_empty(partial_root(request.output))
+        raise
+    result = Scored(
+        output=request.output,
+        rows=progress.rows + progress.skipped,
+        rows_per_s=progress.rows_per_s,
+        seconds=progress.seconds,
+        input_digest=request.reader.digest(),
+        output_digest=file_sha256(request.output),
+        model=model,
+        resumed_rows=progress.skipped,
+    )
+    left = record.finish(request, result)
+    lock.release()
+    if not left:  # a journal still to send stays with the job's dir (`trainpipe sync DIR`)
+        shutil.rmtree(directory, ignore_errors=True)
+        _remove_if_empty(partial_root(request.output))
+    return result
+
+
+def _score_chunks(
+    request: Request,
+    predictor: Any,
+    options: ScoreOptions,
+    trained: dict[str, Any] | None,
+    directory: Path,
+    progress: Any,
+) -> int:
+    """Write a part per chunk not written yet; returns the number of chunks."""
+    import pyarrow as pa
+
+    done = done_parts(directory)
+    inputs, skipped_rows, index = predictor.input_columns(), 0, -1
+    with autocast(options.device, trained):
+        for index, chunk in enumerate(chunks(request.reader.batches(), request.conf["chunk_rows"])):
+            if index < done:
+                skipped_rows += chunk.num_rows
+                continue
+            if index == done:
+                progress.resumed(skipped_rows, done)
+            outputs = predictor.score(chunk.select(inputs).to_pandas(), options)
+            table = chunk.select(request.keep)
+            for name, values in outputs.items():
+                table = table.append_column(name, pa.array(values))
+            write_part(directory, index, table)
+            progress.update(chunk.num_rows)
+    if index < 0:
+        raise DataError(f"data.path: {request.reader.describe()} holds no rows to score")
+    if index < done:  # every chunk was scored before: the job was killed while publishing
+        progress.resumed(skipped_rows, done)
+    return index + 1
+
+
+def _remove_if_empty(directory: Path) -> None:
+    with suppress(OSError):
+        directory.rmdir()
