@@ -29,6 +29,7 @@ from typing import Any
 from trainpipe.errors import ConfigError, DataError, UserError
 from trainpipe.predict.readers import Reader, reader_for
 from trainpipe.predict.writers import check_output, done_parts, file_sha256, publish, write_part
+from trainpipe.runtime import faults
 from trainpipe.tasks.base import ScoreOptions
 
 SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_k", "seed")
@@ -218,6 +219,8 @@ def _score_chunks(
             for name, values in outputs.items():
                 table = table.append_column(name, pa.array(values))
             write_part(directory, index, table)
+            if faults.armed("kill_after_chunk", index):
+                faults.die()
             progress.update(chunk.num_rows)
     if index < 0:
         raise DataError(f"data.path: {request.reader.describe()} holds no rows to score")

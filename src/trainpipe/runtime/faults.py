@@ -5,6 +5,7 @@
   kill_at_epoch_end@E        SIGKILL after epoch E's validation, before its end-of-epoch checkpoint
   kill_in_checkpoint_save@K  SIGKILL inside the K-th checkpoint write: temp file written, not renamed
   nan@N                      poison the batch of step N (NaN features → NaN loss)
+  kill_after_chunk@N         trainpipe predict: SIGKILL right after chunk N's part file is written
   rank=R:<fault>@<n>         only on global rank R
 
 Unset in normal use: every check is an environment lookup (read when checked, not when imported,
