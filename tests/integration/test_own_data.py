@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -224,3 +225,154 @@ def test_a_second_identical_command_stops_at_once_and_a_dead_holder_is_taken_ove
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     (run,) = runs_of(workdir, "digits")
     assert run.info.status == "FINISHED" and np.isfinite(run.data.metrics["test/acc"])
+
+
+# -- batch inference and serving of the registered table models (issue 18) -----------------------
+def scoring_copy(trained: Path, directory: Path) -> Path:
+    """`directory` with a copy of the trained store (its artifacts stay where they are): scoring
+    runs recorded there leave the training experiments the tests above count untouched."""
+    import shutil
+
+    shutil.copyfile(trained / "mlflow.db", directory / "mlflow.db")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def scoring(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """New wine rows with an id column (as Parquet) and the champion alias on wine's version 1."""
+    directory = scoring_copy(trained, tmp_path_factory.mktemp("scoring"))
+    wine = pd.read_csv(trained / "wine.csv").drop(columns="target")
+    wine.insert(0, "id", [f"w{i}" for i in range(len(wine))])
+    wine.to_parquet(directory / "wine.parquet")
+    pd.read_parquet(trained / "diabetes.parquet").to_csv(directory / "diabetes.csv", index=False)
+    client_for(directory).set_registered_model_alias("wine", "champion", "1")
+    return directory
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_pyfunc(workdir: Path, uri: str) -> Any:
+    """The registered model as a user loads it, from `workdir`'s store (the process's tracking
+    URI left as it was)."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    finally:
+        mlflow.set_tracking_uri(before)
+
+
+def test_predict_scores_a_file_as_the_registered_model_and_its_endpoint_do(scoring: Path) -> None:
+    from tests.integration.model_server import ModelServer
+
+    command = ["predict", "model_uri=models:/wine@champion", "data.path=wine.parquet"]
+    command += ["output=wine_scores.parquet", "keep=[id]", "probabilities=true", "chunk_rows=50"]
+    result = run_cli(command, cwd=scoring)
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = pd.read_parquet(scoring / "wine_scores.parquet")
+    rows = pd.read_parquet(scoring / "wine.parquet")
+    assert list(scores.columns) == ["id", "prediction", *[f"probability_{c}" for c in range(3)]]
+    assert scores["id"].tolist() == rows["id"].tolist()  # 4 chunks, in order, nothing lost
+    assert [p.name for p in scoring.iterdir() if p.name.startswith(".")] == []  # no partial dir
+    model = load_pyfunc(scoring, "models:/wine/1")
+    assert scores["prediction"].tolist() == model.predict(rows).tolist()
+    expected = model.predict(rows, params={"output": "probabilities"}).to_numpy()
+    np.testing.assert_allclose(scores.iloc[:, 2:].to_numpy(), expected, rtol=1e-6)
+    # the scoring run, in the model's experiment, told apart from the training run
+    runs = {r.data.tags.get("trainpipe.run_type"): r for r in runs_of(scoring, "wine")}
+    assert set(runs) == {"train", "predict"}
+    tags, metrics = runs["predict"].data.tags, runs["predict"].data.metrics
+    assert tags["trainpipe.predict.model"] == "models:/wine/1"  # the alias, resolved
+    assert tags["trainpipe.predict.input_digest"] == sha256(scoring / "wine.parquet")
+    assert tags["trainpipe.predict.output_digest"] == sha256(scoring / "wine_scores.parquet")
+    assert tags["trainpipe.predict.rows"] == "178" and metrics["predict/rows_per_s"] > 0
+    assert tags["trainpipe.predict.output"] == str(scoring / "wine_scores.parquet")
+    # a regression model, CSV in and out, recording nothing
+    command = ["predict", "model_uri=models:/diabetes/1", "data.path=diabetes.csv"]
+    result = run_cli([*command, "output=values.csv", "logger=none", "chunk_rows=100"], cwd=scoring)
+    assert result.returncode == 0, result.stderr[-3000:]
+    values = pd.read_csv(scoring / "values.csv")
+    assert list(values.columns) == ["prediction"]
+    expected = load_pyfunc(scoring, "models:/diabetes/1").predict(
+        pd.read_csv(scoring / "diabetes.csv")
+    )
+    np.testing.assert_allclose(values["prediction"], expected, rtol=1e-9)
+    assert len(runs_of(scoring, "diabetes")) == 1  # the training run only
+    # the REST endpoint of the champion answers what predict wrote, for the same rows
+    features = rows.drop(columns="id").head(20)
+    split = {"columns": list(features.columns), "data": features.to_numpy().tolist()}
+    with ModelServer("models:/wine@champion", scoring) as server:
+        labels = server.invoke({"dataframe_split": split})
+        probabilities = server.invoke(
+            {"dataframe_split": split, "params": {"output": "probabilities"}}
+        )
+        in_order = server.invoke({"inputs": features.to_numpy().tolist()})
+    assert [row["target"] for row in labels] == scores["prediction"].head(20).tolist()
+    assert [row["target"] for row in in_order] == scores["prediction"].head(20).tolist()
+    served = np.array([[row[str(c)] for c in range(3)] for row in probabilities])
+    np.testing.assert_allclose(served, scores.iloc[:20, 2:].to_numpy(), rtol=1e-6)
+
+
+def test_a_killed_predict_job_resumes_to_the_same_file(scoring: Path) -> None:
+    rows = pd.concat([pd.read_parquet(scoring / "wine.parquet")] * 10, ignore_index=True)
+    rows["id"] = range(len(rows))
+    rows.to_parquet(scoring / "many.parquet")  # 1780 rows: 18 chunks of 100
+    command = ["predict", "model_uri=models:/wine/1", "data.path=many.parquet", "keep=[id]"]
+    command += ["chunk_rows=100", "probabilities=true"]
+    whole = run_cli([*command, "output=whole.parquet", "logger=none"], cwd=scoring)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    output, partial = scoring / "resumed.parquet", scoring / ".resumed.parquet.partial"
+    killed = run_cli(
+        [*command, f"output={output.name}"],
+        cwd=scoring,
+        TRAINPIPE_INJECT_FAULT="kill_after_chunk@6",
+    )
+    assert killed.returncode == -9
+    assert not output.exists()  # never a partial file under the final name
+    (job,) = partial.iterdir()
+    assert len(list(job.glob("part-*.parquet"))) == 7
+    resumed = run_cli([*command, f"output={output.name}"], cwd=scoring)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming after 7 scored chunk(s) (700 rows)" in resumed.stdout
+    assert output.read_bytes() == (scoring / "whole.parquet").read_bytes()
+    assert not partial.exists()
+    # one scoring run for the two attempts: it knows what the second one scored itself
+    (run,) = [
+        r
+        for r in runs_of(scoring, "wine")
+        if r.data.tags.get("trainpipe.predict.output") == str(output)
+    ]
+    assert run.info.status == "FINISHED" and run.data.metrics["predict/resumed_rows"] == 700
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["data.path=no_alcohol.parquet"], "missing column(s) ['alcohol']"),
+        (["model_uri=models:/no_such_model/1"], "model_uri: cannot load 'models:/no_such_model/1'"),
+        (["model_uri=models:/diabetes@champion"], "alias champion not found"),
+        (["output=no_dir/scores.parquet"], "output: directory 'no_dir' does not exist"),
+        (["output=scores.xlsx"], "output: unknown output format '.xlsx'"),
+        (["keep=[name]"], "keep: column(s) ['name'] are not in"),
+    ],
+)
+def test_bad_predict_input_exits_2_with_one_line_and_writes_nothing(
+    scoring: Path, tmp_path: Path, args: list[str], needle: str
+) -> None:
+    directory = scoring_copy(scoring, tmp_path)
+    rows = pd.read_parquet(scoring / "wine.parquet")
+    rows.drop(columns="alcohol").to_parquet(directory / "no_alcohol.parquet")
+    rows.to_parquet(directory / "rows.parquet")
+    before = sorted(p.name for p in directory.iterdir())
+    command = ["predict", "model_uri=models:/wine/1", "data.path=rows.parquet"]
+    result = run_cli([*command, "output=scores.parquet", *args], cwd=directory)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert sorted(p.name for p in directory.iterdir()) == before
