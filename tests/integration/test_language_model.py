@@ -286,3 +286,41 @@ def test_two_processes_with_batch_b_train_like_one_with_2b(tmp_path: Path) -> No
             sites = [s for s in steps[step] if not s.startswith(HOST_SIDE)]
             assert set(sites) <= PER_STEP_ON_CPU, f"rank {rank} step {step} read at {sites}"
             assert len(sites) <= 1, f"rank {rank} step {step}: {sites}"
+
+
+def test_predict_continues_a_file_of_prompts_as_the_served_model_does(
+    trained: Path, tmp_path: Path
+) -> None:
+    """`trainpipe predict` on a text file of prompts, and a real `mlflow models serve` of the same
+    version answering the same prompts with the same params: the same continuations."""
+    import shutil
+
+    from tests.integration.model_server import ModelServer
+
+    # a copy of the store: the runs the tests above count stay as they are
+    shutil.copyfile(trained / "mlflow.db", tmp_path / "mlflow.db")
+    prompts = ["def main(", "import os", "class Point:"]
+    (tmp_path / "prompts.txt").write_text("".join(f"{p}\n" for p in prompts))  # one per line
+    sampling = {"max_new_tokens": 12, "temperature": 0.8, "seed": 3}
+    command = ["predict", "model_uri=models:/stdlib_gpt/1", "data.path=prompts.txt"]
+    command += ["output=continued.jsonl", "keep=[prompt]", "chunk_rows=2", "logger=none"]
+    result = run_cli([*command, *(f"{k}={v}" for k, v in sampling.items())], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "continued.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == prompts
+    assert all(isinstance(r["continuation"], str) and r["continuation"] for r in rows)
+    with ModelServer("models:/stdlib_gpt/1", tmp_path) as server:
+        split = {"columns": ["prompt"], "data": [[p] for p in prompts]}
+        served = server.invoke({"dataframe_split": split, "params": sampling})
+        listed = server.invoke({"inputs": prompts, "params": sampling})
+    assert [r["continuation"] for r in served] == [r["continuation"] for r in rows]
+    assert [r["continuation"] for r in listed] == [r["continuation"] for r in rows]
+    # a prompt column that is not text: one line naming it, nothing written
+    (tmp_path / "numbers.jsonl").write_text('{"prompt": 3}\n{"prompt": 4}\n')
+    bad = run_cli(
+        ["predict", "model_uri=models:/stdlib_gpt/1", "data.path=numbers.jsonl", "output=x.jsonl"],
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "column 'prompt' must hold text, got 3" in bad.stderr
+    assert not (tmp_path / "x.jsonl").exists() and not (tmp_path / ".x.jsonl.partial").exists()
