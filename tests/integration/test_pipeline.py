@@ -163,6 +163,27 @@ def test_an_evaluation_setting_reruns_only_evaluate_onwards(
     assert version.tags["trainpipe.pipeline.run_id"] == new_eval_setting.parent_id
 
 
+@pytest.fixture(scope="module")
+def scored(workdir: Path, new_eval_setting: Ran) -> Ran:
+    score = ["pipeline.score.enabled=true", "pipeline.score.data_path=rows.csv"]
+    score += ["pipeline.score.output=scores.csv", "pipeline.score.overrides=['probabilities=true']"]
+    ran = pipeline(workdir, "pipeline.evaluate.batch_size=32", *score)
+    assert ran.result.returncode == 0, ran.result.stderr[-3000:]
+    return ran
+
+
+def test_the_score_stage_scores_a_file_with_the_new_champion(workdir: Path, scored: Ran) -> None:
+    assert scored.cached == STAGES  # the stages before it are unchanged
+    stages = stage_runs(workdir, scored.parent_id)
+    tags = stages["score"].data.tags
+    assert tags["trainpipe.pipeline.cached"] == "false"
+    assert tags["trainpipe.run_type"] == "predict"
+    assert tags["trainpipe.predict.model"] == "models:/rows/1"  # the champion, by its version
+    scores = (workdir / "scores.csv").read_text().splitlines()
+    assert scores[0] == '"prediction","probability_kind0","probability_kind1","probability_kind2"'
+    assert len(scores) == 1 + 240 and tags["trainpipe.predict.rows"] == "240"
+
+
 def test_if_data_changed_does_nothing_while_the_champion_saw_this_data(
     workdir: Path, new_eval_setting: Ran
 ) -> None:

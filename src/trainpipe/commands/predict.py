@@ -12,17 +12,13 @@ from trainpipe.commands import EXPECTED_FAILURES, failure_exit
 
 
 def main(args: list[str]) -> int:
-    from trainpipe.config.compose import compose
-    from trainpipe.config.validate import validate
-
     if args and args[0] in ("-h", "--help"):
         print(__doc__)
         return 0
     try:
-        conf = validate(compose("predict", args), "predict")
-        from trainpipe.predict.batch import check_request
+        from trainpipe.predict.batch import request_of
 
-        request = check_request(conf)
+        request = request_of(args)
         from trainpipe.console import quiet_libraries
         from trainpipe.predict.batch import run_predict
 

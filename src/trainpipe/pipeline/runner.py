@@ -2,6 +2,7 @@
 
     prepare (before anything is written: bad data is one line, exit 2)
     → the parent MLflow run → prepare's nested run → train → evaluate → register → promote
+    → score (when turned on)
 
 A stage's key hashes its inputs and its upstream stage's key and output (pipeline/cache.py); a
 hit that still describes the registry (`Stage.still_valid`) is reused, and recorded as a cached
@@ -43,8 +44,9 @@ def lookup(pipeline: Pipeline, stage: Stage, key: str) -> CacheEntry | None:
 
 def run_pipeline(pipeline: Pipeline) -> CacheEntry | None:
     """Run every stage; returns the promote stage's entry (None when promotion is off)."""
-    promotes = pipeline.settings["promote"]["enabled"]
-    chosen = [s for s in STAGES if s.name != "promote" or promotes]
+    chosen = [s for s in STAGES if s.enabled(pipeline)]
+    for stage in chosen:
+        stage.check(pipeline)  # settings a later stage cannot run with: before anything runs
     first = chosen[0]
     first_key = key_of(pipeline, first)
     first_hit = lookup(pipeline, first, first_key)

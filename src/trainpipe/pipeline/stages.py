@@ -8,6 +8,7 @@ whether a cached output of it still holds.
     register  the version tagged with the pipeline run and the scores it was evaluated with
     promote   the gate (trainpipe.registry.promote) judges the scores evaluate measured: champion,
               or refused with the reason
+    score     (off by default) the champion scores a configured file with `trainpipe predict`
 
 The data is prepared at most once per pipeline run and the candidate scored once
 (`Pipeline.job_plan`, `Pipeline.held_out`). A stage's output is a JSON-able dict, cached by the
@@ -60,6 +61,14 @@ class Stage:
     def still_valid(self, pipeline: Pipeline, output: dict[str, Any]) -> bool:
         """Whether a cached output still describes the registry."""
         return True
+
+    def enabled(self, pipeline: Pipeline) -> bool:
+        """Whether the pipeline runs this stage (its settings may turn it off)."""
+        return True
+
+    def check(self, pipeline: Pipeline) -> None:
+        """ConfigError/DataError for settings it cannot run with, before anything is written."""
+        return None
 
     def run(self, pipeline: Pipeline, tracker: Any) -> dict[str, Any]:
         raise NotImplementedError
@@ -199,6 +208,9 @@ class Register(Stage):
 class Promote(Stage):
     name = "promote"
 
+    def enabled(self, pipeline: Pipeline) -> bool:
+        return bool(pipeline.settings["promote"]["enabled"])
+
     def config(self, pipeline: Pipeline) -> dict[str, Any]:
         return {"model_name": pipeline.model_name, "gate": pipeline.conf["registry"]["gate"]}
 
@@ -238,7 +250,48 @@ class Promote(Stage):
         }
 
 
-STAGES: tuple[Stage, ...] = (Prepare(), Train(), Evaluate(), Register(), Promote())
+class Score(Stage):
+    """After promotion, the champion scores `pipeline.score.data_path` into `.output` — the batch
+    inference of `trainpipe predict` (predict/batch.py), recorded in this stage's nested run.
+    Cached by the champion version (promote's output, upstream) and the input's content."""
+
+    name = "score"
+
+    def enabled(self, pipeline: Pipeline) -> bool:
+        return bool(pipeline.settings["score"]["enabled"]) and Promote().enabled(pipeline)
+
+    def request(self, pipeline: Pipeline, model_uri: str) -> Any:
+        from trainpipe.predict.batch import settings_request
+
+        store = f"tracking_uri='{pipeline.tracking_uri}'"  # the pipeline's registry
+        return settings_request(pipeline.settings["score"], "pipeline.score", model_uri, [store])
+
+    def check(self, pipeline: Pipeline) -> None:
+        self.request(pipeline, f"models:/{pipeline.model_name}@champion")
+
+    def config(self, pipeline: Pipeline) -> dict[str, Any]:
+        request = self.request(pipeline, f"models:/{pipeline.model_name}@champion")
+        return {**pipeline.settings["score"], "input_digest": request.reader.digest()}
+
+    def still_valid(self, pipeline: Pipeline, output: dict[str, Any]) -> bool:
+        from trainpipe.predict.writers import file_sha256
+
+        path = output.get("output")  # None: skipped for want of a champion
+        return path is None or (
+            Path(path).is_file() and file_sha256(Path(path)) == output["output_digest"]
+        )
+
+    def run(self, pipeline: Pipeline, tracker: Any) -> dict[str, Any]:
+        from trainpipe.predict.batch import run_predict
+
+        champion = current_champion(pipeline)
+        if champion is None:  # the first candidate was refused: nothing to score with
+            return {"output": None, "skipped": "no champion"}
+        request = self.request(pipeline, f"models:/{pipeline.model_name}/{champion}")
+        return run_predict(request, tracker).summary()
+
+
+STAGES: tuple[Stage, ...] = (Prepare(), Train(), Evaluate(), Register(), Promote(), Score())
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 
 

@@ -22,7 +22,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from contextlib import nullcontext, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,38 @@ class Scored:
     model: str  # the model scored with, resolved: models:/NAME/VERSION, runs:/…, a path
     run_id: str | None = None
     resumed_rows: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able (the pipeline's score stage caches it)."""
+        return {
+            "model_uri": self.model,
+            "output": str(self.output.resolve()),
+            "output_digest": self.output_digest,
+            "input_digest": self.input_digest,
+            "rows": self.rows,
+            "rows_per_s": self.rows_per_s,
+        }
+
+
+def request_of(overrides: list[str]) -> Request:
+    """The checked request of `trainpipe predict OVERRIDES` (ConfigError/DataError otherwise)."""
+    from trainpipe.config.compose import compose
+    from trainpipe.config.validate import validate
+
+    return check_request(validate(compose("predict", overrides), "predict"))
+
+
+def settings_request(
+    settings: dict[str, Any], prefix: str, model_uri: str, extra: list[str]
+) -> Request:
+    """The request of settings holding `data_path`, `output` and predict `overrides` (the
+    pipeline's score stage, configs/pipeline.yaml); errors name `prefix.key`."""
+    for key in ("data_path", "output"):
+        if not settings[key]:
+            raise ConfigError(f"{prefix}.{key}", "is required to score")
+    overrides = [f"model_uri={model_uri}", f"data.path={settings['data_path']}"]
+    overrides += [f"output={settings['output']}", *extra, *settings["overrides"]]
+    return request_of(overrides)
 
 
 def check_request(conf: dict[str, Any]) -> Request:
@@ -134,8 +165,10 @@ def partial_root(output: Path) -> Path:
     return output.parent / f".{output.name}.partial"
 
 
-def run_predict(request: Request) -> Scored:
-    """Score the request's input into its output (resuming an interrupted run of the same job)."""
+def run_predict(request: Request, tracker: Any = None) -> Scored:
+    """Score the request's input into its output (resuming an interrupted run of the same job).
+    `tracker`: an open run to record the job in (default: a run of its own, configs/predict.yaml
+    `logger`)."""
     from trainpipe.loading import load_model
     from trainpipe.predict.progress import ScoringProgress
     from trainpipe.predict.record import ScoringRecord, resolve_model
@@ -162,7 +195,7 @@ def run_predict(request: Request) -> Scored:
     key = job_key(model, request, options)
     directory = partial_root(request.output) / key
     lock = OutputDirLock(directory).acquire()  # one process per job; created with the dir
-    record = ScoringRecord(conf, directory, model, experiment, key)
+    record = ScoringRecord(conf, directory, model, experiment, key, tracker)
     try:
         (directory / "job.json").write_text(json.dumps({"model": model, "conf": conf}, indent=1))
         record.start(request)

@@ -47,16 +47,27 @@ def resolve_model(uri: str, tracking_uri: str | None) -> tuple[str, str | None]:
 
 class ScoringRecord:
     def __init__(
-        self, conf: dict[str, Any], directory: Path, model: str, experiment: str | None, key: str
+        self,
+        conf: dict[str, Any],
+        directory: Path,
+        model: str,
+        experiment: str | None,
+        key: str,
+        tracker: Any = None,
     ) -> None:
-        from hydra.utils import instantiate
-
+        """`tracker`: an open run to record into (the pipeline's score stage hands its nested
+        run) instead of a run of the job's own."""
         self.conf = conf
         self.directory = directory
         self.model = model
         self.key = key
-        name = conf["experiment_name"] or experiment or FALLBACK_EXPERIMENT
-        self.tracker = instantiate(conf["logger"], experiment_name=name)
+        self.owned = tracker is None
+        if tracker is None:
+            from hydra.utils import instantiate
+
+            name = conf["experiment_name"] or experiment or FALLBACK_EXPERIMENT
+            tracker = instantiate(conf["logger"], experiment_name=name)
+        self.tracker = tracker
 
     def start(self, request: Any) -> None:
         tags = {
@@ -70,7 +81,11 @@ class ScoringRecord:
             "trainpipe.predict.key": self.key,
             **versions(),
         }
-        self.tracker.start(f"predict-{self.key[:8]}", tags, journal_dir=self.directory / "tracking")
+        if self.owned:
+            journal = self.directory / "tracking"
+            self.tracker.start(f"predict-{self.key[:8]}", tags, journal_dir=journal)
+        else:
+            self.tracker.set_tags(tags)
         params = {k: v for k, v in self.conf.items() if k not in ("logger", "tracking_uri")}
         self.tracker.log_params(flatten(params, drop_private=True))
 
@@ -90,7 +105,8 @@ class ScoringRecord:
         }
         self.tracker.log_metrics(metrics, step=0)
         result.run_id = self.tracker.run_id
-        return self.tracker.finish("FINISHED")
+        return self.tracker.finish("FINISHED") if self.owned else 0
 
     def finish_failed(self, reason: str) -> None:
-        self.tracker.finish("FAILED", reason)
+        if self.owned:  # else the run's owner closes it
+            self.tracker.finish("FAILED", reason)
