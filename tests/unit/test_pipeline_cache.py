@@ -102,7 +102,14 @@ def test_stages_are_objects_in_order_and_data_known_only_once_loaded_is_prepared
 
     from trainpipe.pipeline.stages import STAGE_NAMES, STAGES
 
-    assert STAGE_NAMES == ("prepare", "train", "evaluate", "register", "promote")
+    assert STAGE_NAMES == ("prepare", "train", "evaluate", "register", "promote", "score")
+    # score is off unless turned on, and needs promote (it scores with the champion)
+    settings = {"promote": {"enabled": True}, "score": {"enabled": False}}
+    assert [s.name for s in STAGES if s.enabled(SimpleNamespace(settings=settings))] == list(
+        STAGE_NAMES[:-1]
+    )
+    settings = {"promote": {"enabled": False}, "score": {"enabled": True}}
+    assert not STAGES[-1].enabled(SimpleNamespace(settings=settings))
     prepare = STAGES[0]
     data = {"data": {"source": "csv", "path": "rows.csv", "batch_size": 8, "num_workers": 2}}
     csv = SimpleNamespace(conf={**data, "task": "auto"})
