@@ -98,6 +98,11 @@ try:
 except Exception as err:
     errors.append(str(err))
 values = d.predict(diabetes.drop(columns="target").head(5))
+# what a Spark executor does (docs/serving.md): load a plain copy of the artifacts, no store
+import tempfile
+copy = mlflow.artifacts.download_artifacts("models:/wine/1", dst_path=tempfile.mkdtemp())
+mlflow.set_tracking_uri("sqlite:///" + tempfile.mkdtemp() + "/empty.db")
+copied = [int(v) for v in mlflow.pyfunc.load_model(copy).predict(x)]
 refused = {}  # serving never guesses: a NaN row, a column of words
 for name, model, frame in (("wine", w, x), ("diabetes", d, diabetes.drop(columns="target").head(5))):
     for case, bad in (("nan", frame.assign(**{frame.columns[1]: np.nan})), ("words", frame.assign(**{frame.columns[2]: "n/a"}))):
@@ -115,6 +120,7 @@ print(json.dumps({
     "row": [int(v) for v in w.predict(x.to_numpy()[0])],
     "missing": errors,
     "values": [float(v) for v in values],
+    "copied": copied,
     "value_dtype": str(values.dtype),
     "refused": refused,
 }))
@@ -126,6 +132,7 @@ def test_registered_models_take_what_users_hand_them_without_pickle(trained: Pat
     assert set(out["labels"]) <= {0, 1, 2} and out["label_type"] in ("int", "int64")
     assert out["reversed"] == out["float32"] == out["lists"] == out["labels"]  # by name / in order
     assert out["int_frame"] is True and out["row"] == out["labels"][:1]
+    assert out["copied"] == out["labels"]  # from a plain folder, as on a Spark executor
     assert len(out["missing"]) == 1 and "alcohol" in out["missing"][0]
     assert out["value_dtype"] == "float64" and all(25 < v < 350 for v in out["values"])
     refused = out["refused"]
