@@ -335,6 +335,13 @@ def test_a_killed_predict_job_resumes_to_the_same_file(scoring: Path) -> None:
     whole = run_cli([*command, "output=whole.parquet", "logger=none"], cwd=scoring)
     assert whole.returncode == 0, whole.stderr[-3000:]
     output, partial = scoring / "resumed.parquet", scoring / ".resumed.parquet.partial"
+    stopped = run_cli(
+        [*command, f"output={output.name}"],
+        cwd=scoring,
+        TRAINPIPE_INJECT_FAULT="term_after_chunk@2",
+    )
+    assert stopped.returncode == 75, stopped.stderr[-3000:]  # a scheduler's SIGTERM: stop now
+    assert stopped.stderr.strip() == "trainpipe: SIGTERM received; rerun to resume"
     killed = run_cli(
         [*command, f"output={output.name}"],
         cwd=scoring,
@@ -349,7 +356,7 @@ def test_a_killed_predict_job_resumes_to_the_same_file(scoring: Path) -> None:
     assert "resuming after 7 scored chunk(s) (700 rows)" in resumed.stdout
     assert output.read_bytes() == (scoring / "whole.parquet").read_bytes()
     assert not partial.exists()
-    # one scoring run for the two attempts: it knows what the second one scored itself
+    # one scoring run for the three attempts: it knows what the last one scored itself
     (run,) = [
         r
         for r in runs_of(scoring, "wine")

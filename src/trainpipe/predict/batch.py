@@ -30,6 +30,8 @@ from trainpipe.errors import ConfigError, DataError, UserError
 from trainpipe.predict.readers import Reader, reader_for
 from trainpipe.predict.writers import check_output, done_parts, file_sha256, publish, write_part
 from trainpipe.runtime import faults
+from trainpipe.runtime.failures import Interrupted, classify
+from trainpipe.runtime.signals import StopSignals
 from trainpipe.tasks.base import ScoreOptions
 
 SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_k", "seed")
@@ -196,6 +198,8 @@ def run_predict(request: Request, tracker: Any = None) -> Scored:
     directory = partial_root(request.output) / key
     lock = OutputDirLock(directory).acquire()  # one process per job; created with the dir
     record = ScoringRecord(conf, directory, model, experiment, key, tracker)
+    stop = StopSignals()  # SIGTERM/SIGINT: stop at once (parts are whole), exit 75/130
+    stop.install()
     try:
         (directory / "job.json").write_text(json.dumps({"model": model, "conf": conf}, indent=1))
         record.start(request)
@@ -209,6 +213,11 @@ def run_predict(request: Request, tracker: Any = None) -> Scored:
         shutil.rmtree(directory, ignore_errors=True)  # the input is at fault: nothing to resume
         _remove_if_empty(partial_root(request.output))
         raise
+    except (Interrupted, KeyboardInterrupt) as err:
+        record.finish_failed(classify(err).reason, status="KILLED")  # the rerun reopens it
+        raise
+    finally:
+        stop.restore()
     result = Scored(
         output=request.output,
         rows=progress.rows + progress.skipped,
@@ -254,6 +263,8 @@ def _score_chunks(
             write_part(directory, index, table)
             if faults.armed("kill_after_chunk", index):
                 faults.die()
+            if faults.armed("term_after_chunk", index):
+                faults.terminate()
             progress.update(chunk.num_rows)
     if index < 0:
         raise DataError(f"data.path: {request.reader.describe()} holds no rows to score")

@@ -107,6 +107,6 @@ class ScoringRecord:
         result.run_id = self.tracker.run_id
         return self.tracker.finish("FINISHED") if self.owned else 0
 
-    def finish_failed(self, reason: str) -> None:
+    def finish_failed(self, reason: str, status: str = "FAILED") -> None:
         if self.owned:  # else the run's owner closes it
-            self.tracker.finish("FAILED", reason)
+            self.tracker.finish(status, reason)

@@ -6,6 +6,7 @@
   kill_in_checkpoint_save@K  SIGKILL inside the K-th checkpoint write: temp file written, not renamed
   nan@N                      poison the batch of step N (NaN features → NaN loss)
   kill_after_chunk@N         trainpipe predict: SIGKILL right after chunk N's part file is written
+  term_after_chunk@N         trainpipe predict: SIGTERM (handled: stop, exit 75) after chunk N
   rank=R:<fault>@<n>         only on global rank R
 
 Unset in normal use: every check is an environment lookup (read when checked, not when imported,
@@ -47,3 +48,8 @@ def armed(name: str, at: int) -> bool:
 def die() -> None:
     """A real SIGKILL: no handler, no cleanup, no flush."""
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def terminate() -> None:
+    """A real SIGTERM to this process: its handler runs as for one sent by a scheduler."""
+    os.kill(os.getpid(), signal.SIGTERM)
