@@ -159,6 +159,9 @@ def job_key(model: str, request: Request, options: ScoreOptions) -> str:
         "chunk_rows": conf["chunk_rows"],
         "probabilities": options.probabilities,
         "sampling": options.sampling,
+        # where and how many rows at once: numerics may differ in the last bits between them
+        "device": options.device,
+        "batch_size": options.batch_size,
     }
     return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -201,7 +204,8 @@ def run_predict(request: Request, tracker: Any = None) -> Scored:
     stop = StopSignals()  # SIGTERM/SIGINT: stop at once (parts are whole), exit 75/130
     stop.install()
     try:
-        (directory / "job.json").write_text(json.dumps({"model": model, "conf": conf}, indent=1))
+        shown = {k: v for k, v in conf.items() if k not in ("logger", "tracking_uri")}  # no secrets
+        (directory / "job.json").write_text(json.dumps({"model": model, "conf": shown}, indent=1))
         record.start(request)
         progress = ScoringProgress(getattr(request.reader, "rows", None), conf["progress_every_s"])
         scored = _score_chunks(request, predictor, options, trained, directory, progress)
