@@ -72,8 +72,10 @@ def check_output(value: str) -> Path:
 def write_part(directory: Path, index: int, table: Any) -> Path:
     import pyarrow.parquet as pq
 
+    # uncompressed: a part is read back once, by `publish`, moments later
     return atomic_write(
-        directory / PART.format(index), lambda handle: pq.write_table(table, handle)
+        directory / PART.format(index),
+        lambda handle: pq.write_table(table, handle, compression="none"),
     )
 
 

@@ -77,7 +77,7 @@ class ScoreOptions:
     sampling options; the rest it ignores."""
 
     probabilities: bool = False  # a classifier adds one column per class
-    batch_size: int = 65536  # rows per forward pass
+    batch_size: int = 131072  # rows per forward pass
     device: str = "cpu"
     sampling: dict[str, Any] = field(
         default_factory=dict
