@@ -181,6 +181,9 @@ def run_predict(request: Request, tracker: Any = None) -> Scored:
 
     conf = request.conf
     predictor, trained = load_model(conf["model_uri"], conf["tracking_uri"])
+    if not hasattr(predictor, "score"):  # a task whose predictor has no batch scoring (yet)
+        kind = predictor.spec.get("task", "this")
+        raise ConfigError("model_uri", f"{kind} models cannot be batch-scored (no `score`)")
     missing = [c for c in predictor.input_columns() if c not in request.reader.columns]
     if missing:
         raise DataError(
