@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -238,8 +239,6 @@ def test_a_second_identical_command_stops_at_once_and_a_dead_holder_is_taken_ove
 def scoring_copy(trained: Path, directory: Path) -> Path:
     """`directory` with a copy of the trained store (its artifacts stay where they are): scoring
     runs recorded there leave the training experiments the tests above count untouched."""
-    import shutil
-
     shutil.copyfile(trained / "mlflow.db", directory / "mlflow.db")
     return directory
 
@@ -251,6 +250,9 @@ def scoring(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     wine = pd.read_csv(trained / "wine.csv").drop(columns="target")
     wine.insert(0, "id", [f"w{i}" for i in range(len(wine))])
     wine.to_parquet(directory / "wine.parquet")
+    dirty = wine.copy()
+    dirty.loc[3, "ash"], dirty.loc[7, "alcohol"] = np.nan, np.inf
+    dirty.to_parquet(directory / "dirty.parquet")
     pd.read_parquet(trained / "diabetes.parquet").to_csv(directory / "diabetes.csv", index=False)
     client_for(directory).set_registered_model_alias("wine", "champion", "1")
     return directory
@@ -293,6 +295,7 @@ def test_predict_scores_a_file_as_the_registered_model_and_its_endpoint_do(scori
     np.testing.assert_allclose(scores.iloc[:, 2:].to_numpy(), expected, rtol=1e-6)
     # the scoring run, in the model's experiment, told apart from the training run
     runs = {r.data.tags.get("trainpipe.run_type"): r for r in runs_of(scoring, "wine")}
+    assert len(runs_of(scoring, "wine")) == 2
     assert set(runs) == {"train", "predict"}
     tags, metrics = runs["predict"].data.tags, runs["predict"].data.metrics
     assert tags["trainpipe.predict.model"] == "models:/wine/1"  # the alias, resolved
@@ -311,6 +314,20 @@ def test_predict_scores_a_file_as_the_registered_model_and_its_endpoint_do(scori
     )
     np.testing.assert_allclose(values["prediction"], expected, rtol=1e-9)
     assert len(runs_of(scoring, "diabetes")) == 1  # the training run only
+    # rows the model cannot read: null outputs, counted, the rest scored as before
+    command = ["predict", "model_uri=models:/wine/1", "data.path=dirty.parquet", "keep=[id]"]
+    result = run_cli([*command, "output=skipped.csv", "skip_bad=true"], cwd=scoring)
+    assert result.returncode == 0, result.stderr[-3000:]
+    skipped = pd.read_csv(scoring / "skipped.csv")
+    assert skipped.loc[skipped["prediction"].isna(), "id"].tolist() == ["w3", "w7"]
+    kept = skipped["prediction"].notna()
+    assert skipped["prediction"][kept].tolist() == scores["prediction"][kept].tolist()
+    (run,) = [
+        r
+        for r in runs_of(scoring, "wine")
+        if r.data.tags.get("trainpipe.predict.output", "").endswith("skipped.csv")
+    ]
+    assert run.data.metrics["predict/bad_rows"] == 2
     # the REST endpoint of the champion answers what predict wrote, for the same rows
     features = rows.drop(columns="id").head(20)
     split = {"columns": list(features.columns), "data": features.to_numpy().tolist()}
@@ -369,6 +386,13 @@ def test_a_killed_predict_job_resumes_to_the_same_file(scoring: Path) -> None:
     ("args", "needle"),
     [
         (["data.path=no_alcohol.parquet"], "missing column(s) ['alcohol']"),
+        (  # where (the position is the chunk's), and how to score the rest
+            ["data.path=dirty.parquet"],
+            "in column(s) ['alcohol', 'ash'] (2 row(s), the first at position 3); the model was "
+            "trained without them: fill or drop those rows (in rows 0–177 of ",
+        ),
+        (["data.path=dirty.parquet", "chunk_rows=2"], "(in rows 2–3 of "),
+        (["data.path=dirty.parquet"], "; skip_bad=true scores the rest)"),
         (["model_uri=models:/no_such_model/1"], "model_uri: cannot load 'models:/no_such_model/1'"),
         (["model_uri=models:/diabetes@champion"], "alias champion not found"),
         (["output=no_dir/scores.parquet"], "output: directory 'no_dir' does not exist"),
@@ -383,6 +407,7 @@ def test_bad_predict_input_exits_2_with_one_line_and_writes_nothing(
     rows = pd.read_parquet(scoring / "wine.parquet")
     rows.drop(columns="alcohol").to_parquet(directory / "no_alcohol.parquet")
     rows.to_parquet(directory / "rows.parquet")
+    shutil.copyfile(scoring / "dirty.parquet", directory / "dirty.parquet")
     before = sorted(p.name for p in directory.iterdir())
     command = ["predict", "model_uri=models:/wine/1", "data.path=rows.parquet"]
     result = run_cli([*command, "output=scores.parquet", *args], cwd=directory)

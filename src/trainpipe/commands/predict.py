@@ -34,6 +34,7 @@ def main(args: list[str]) -> int:
             "output": str(result.output),
             "rows/s": round(result.rows_per_s, 1),
             "resumed after": f"{result.resumed_rows} rows" if result.resumed_rows else None,
+            "skipped (null)": f"{result.bad_rows} unreadable rows" if result.bad_rows else None,
             "run id": result.run_id,
         },
     )

@@ -60,6 +60,7 @@ class Scored:
     model: str  # the model scored with, resolved: models:/NAME/VERSION, runs:/…, a path
     run_id: str | None = None
     resumed_rows: int = 0
+    bad_rows: int = 0  # rows skipped with skip_bad=true (null outputs)
 
     def summary(self) -> dict[str, Any]:
         """JSON-able (the pipeline's score stage caches it)."""
@@ -70,6 +71,7 @@ class Scored:
             "input_digest": self.input_digest,
             "rows": self.rows,
             "rows_per_s": self.rows_per_s,
+            "bad_rows": self.bad_rows,
         }
 
 
@@ -159,6 +161,7 @@ def job_key(model: str, request: Request, options: ScoreOptions) -> str:
         "chunk_rows": conf["chunk_rows"],
         "probabilities": options.probabilities,
         "sampling": options.sampling,
+        "skip_bad": options.skip_bad,
         # where and how many rows at once: numerics may differ in the last bits between them
         "device": options.device,
         "batch_size": options.batch_size,
@@ -195,6 +198,7 @@ def run_predict(request: Request, tracker: Any = None) -> Scored:
         batch_size=conf["batch_size"],
         device=device_of(conf["device"]),
         sampling={k: conf[k] for k in SAMPLING_KEYS},
+        skip_bad=conf["skip_bad"],
     )
     clash = sorted(set(request.keep) & set(predictor.output_columns(options)))
     if clash:
@@ -213,7 +217,8 @@ def run_predict(request: Request, tracker: Any = None) -> Scored:
         progress = ScoringProgress(getattr(request.reader, "rows", None), conf["progress_every_s"])
         scored = _score_chunks(request, predictor, options, trained, directory, progress)
         progress.close()
-        publish(directory, scored, request.output)
+        first_output = predictor.output_columns(options)[0]
+        bad_rows = publish(directory, scored, request.output, count_nulls=first_output)
     except UserError as err:
         record.finish_failed(str(err))
         lock.release()
@@ -234,6 +239,7 @@ def run_predict(request: Request, tracker: Any = None) -> Scored:
         output_digest=file_sha256(request.output),
         model=model,
         resumed_rows=progress.skipped,
+        bad_rows=bad_rows,
     )
     left = record.finish(request, result)
     lock.release()
@@ -263,7 +269,14 @@ def _score_chunks(
                 continue
             if index == done:
                 progress.resumed(skipped_rows, done)
-            outputs = predictor.score(chunk.select(inputs).to_pandas(), options)
+            try:
+                outputs = predictor.score(chunk.select(inputs).to_pandas(), options)
+            except DataError as err:  # positions in the message are the chunk's: say which
+                first = skipped_rows + progress.rows
+                where = (
+                    f"in rows {first}–{first + chunk.num_rows - 1} of {request.reader.describe()}"
+                )
+                raise DataError(f"{err.args[0]} ({where}; skip_bad=true scores the rest)") from None
             table = chunk.select(request.keep)
             for name, values in outputs.items():
                 table = table.append_column(name, pa.array(values))

@@ -102,6 +102,7 @@ class ScoringRecord:
             "predict/rows_per_s": result.rows_per_s,
             "predict/seconds": result.seconds,
             "predict/resumed_rows": result.resumed_rows,
+            "predict/bad_rows": result.bad_rows,
         }
         self.tracker.log_metrics(metrics, step=0)
         result.run_id = self.tracker.run_id

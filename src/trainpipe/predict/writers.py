@@ -87,10 +87,10 @@ def done_parts(directory: Path) -> int:
     return count
 
 
-def publish(directory: Path, parts: int, output: Path) -> None:
+def publish(directory: Path, parts: int, output: Path, count_nulls: str | None = None) -> int:
     """Concatenate parts 0..parts-1 into `output`'s format in a temp file in `directory`, then
     rename it to `output`. Column types are unified over all parts (a kept column that is all
-    null in one chunk is typed by the others)."""
+    null in one chunk is typed by the others). Returns the nulls in column `count_nulls`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -99,13 +99,17 @@ def publish(directory: Path, parts: int, output: Path) -> None:
     schema = schema.remove_metadata()  # pandas' per-part metadata is not the output's
     tmp = directory / f"output{output.suffix}"
     writer = FORMATS[output.suffix.lower()](tmp, schema)
+    nulls = 0
     try:
         for path in paths:
-            writer.write_table(pq.read_table(path).cast(schema))
+            table = pq.read_table(path).cast(schema)
+            nulls += table.column(count_nulls).null_count if count_nulls else 0
+            writer.write_table(table)
     finally:
         writer.close()
     tmp.replace(output)
     fsync_dir(output.parent)
+    return nulls
 
 
 def file_sha256(path: Path) -> str:

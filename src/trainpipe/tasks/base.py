@@ -79,9 +79,11 @@ class ScoreOptions:
     probabilities: bool = False  # a classifier adds one column per class
     batch_size: int = 131072  # rows per forward pass
     device: str = "cpu"
-    sampling: dict[str, Any] = field(
-        default_factory=dict
-    )  # max_new_tokens, temperature, top_k, seed
+    # a language model's max_new_tokens, temperature, top_k, seed
+    sampling: dict[str, Any] = field(default_factory=dict)
+    # rows it cannot read (NaN, text in a number column, an image that does not decode) get null
+    # outputs instead of stopping the job; the scorer counts them
+    skip_bad: bool = False
 
 
 class Predictor(Protocol):
@@ -104,7 +106,8 @@ class Predictor(Protocol):
     def score(self, frame: Any, options: ScoreOptions) -> dict[str, Any]:
         """The output columns for the rows of a DataFrame, by name, each a sequence as long as
         the frame — the same values `predict` gives for those rows. DataError for input it
-        cannot score (naming the column)."""
+        cannot score (naming the column); with `options.skip_bad`, None in every output column
+        of such a row instead."""
         ...
 
 

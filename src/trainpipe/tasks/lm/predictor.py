@@ -130,6 +130,11 @@ class LanguagePredictor:
     def score(self, frame: pd.DataFrame, options: ScoreOptions) -> dict[str, Any]:
         prompts = frame[PROMPT_COLUMN]
         not_text = [p for p in prompts if not isinstance(p, str)]
+        if not_text and options.skip_bad:  # None for them, the others continued
+            self.model.to(options.device)
+            sampling = {**DEFAULT_PARAMS, **options.sampling}
+            texts = iter(self._continue_all([p for p in prompts if isinstance(p, str)], sampling))
+            return {"continuation": [next(texts) if isinstance(p, str) else None for p in prompts]}
         if not_text:
             raise DataError(
                 f"column {PROMPT_COLUMN!r} must hold text, got {not_text[0]!r} "

@@ -151,6 +151,18 @@ class TabularPredictor:
         return ["prediction", *extra]
 
     def score(self, frame: pd.DataFrame, options: ScoreOptions) -> dict[str, Any]:
+        if not options.skip_bad:
+            return self._score(frame, options)
+        numbers = frame[self.feature_names].apply(pd.to_numeric, errors="coerce")
+        good = np.isfinite(numbers.to_numpy(dtype=np.float64, na_value=np.nan)).all(axis=1)
+        columns = self._score(frame[good], options)
+        for name, values in columns.items():  # None where a row could not be read
+            full = np.full(len(frame), None, dtype=object)
+            full[good] = np.asarray(values, dtype=object)
+            columns[name] = full
+        return columns
+
+    def _score(self, frame: pd.DataFrame, options: ScoreOptions) -> dict[str, Any]:
         try:
             rows = self.rows(frame)
         except ValueError as err:  # the input's fault (a column of text, NaN): named by rows()
