@@ -59,6 +59,12 @@ def test_config_error_imports_no_heavy_module(workdir: Path) -> None:
     # a task's own rule (Task.validate): a CNN needs image-shaped data
     line, _ = heavy_modules_after(["train", "model=cnn", "data.image_shape=null"], workdir)
     assert line == "HEAVY= CODE=2"
+    # trainpipe predict: a bad output or a missing input file, before the model is loaded
+    predict = ["predict", "model_uri=models:/rows@champion", "data.path=rows.parquet"]
+    line, _ = heavy_modules_after([*predict, "output=scores.xlsx"], workdir)
+    assert line == "HEAVY= CODE=2"
+    line, _ = heavy_modules_after([*predict, "output=scores.parquet"], workdir)  # no rows.parquet
+    assert line == "HEAVY= CODE=2"
 
 
 def test_python_dash_m_and_console_script_agree(workdir: Path) -> None:
