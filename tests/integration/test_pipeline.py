@@ -163,11 +163,14 @@ def test_an_evaluation_setting_reruns_only_evaluate_onwards(
     assert version.tags["trainpipe.pipeline.run_id"] == new_eval_setting.parent_id
 
 
+SCORE = ["pipeline.evaluate.batch_size=32", "pipeline.score.enabled=true"]
+SCORE += ["pipeline.score.data_path=rows.csv", "pipeline.score.output=scores.csv"]
+SCORE += ["pipeline.score.overrides=['probabilities=true']"]
+
+
 @pytest.fixture(scope="module")
 def scored(workdir: Path, new_eval_setting: Ran) -> Ran:
-    score = ["pipeline.score.enabled=true", "pipeline.score.data_path=rows.csv"]
-    score += ["pipeline.score.output=scores.csv", "pipeline.score.overrides=['probabilities=true']"]
-    ran = pipeline(workdir, "pipeline.evaluate.batch_size=32", *score)
+    ran = pipeline(workdir, *SCORE)
     assert ran.result.returncode == 0, ran.result.stderr[-3000:]
     return ran
 
@@ -182,6 +185,13 @@ def test_the_score_stage_scores_a_file_with_the_new_champion(workdir: Path, scor
     scores = (workdir / "scores.csv").read_text().splitlines()
     assert scores[0] == '"prediction","probability_kind0","probability_kind1","probability_kind2"'
     assert len(scores) == 1 + 240 and tags["trainpipe.predict.rows"] == "240"
+    # the same champion and input: cached; the output file changed: scored again
+    again = pipeline(workdir, *SCORE)
+    assert again.result.returncode == 0 and again.cached == [*STAGES, "score"]
+    (workdir / "scores.csv").write_text("edited\n")
+    redone = pipeline(workdir, *SCORE)
+    assert redone.result.returncode == 0 and redone.cached == STAGES
+    assert len((workdir / "scores.csv").read_text().splitlines()) == 1 + 240
 
 
 def test_if_data_changed_does_nothing_while_the_champion_saw_this_data(
