@@ -107,9 +107,15 @@ def test_parquet_and_json_sources(workdir: Path) -> None:
         ("header_only", {}, "has no rows"),
         ("rows", {"target": "kind"}, "data.target: column 'kind' not found"),
         ("rows", {"features": ["a", "zz"]}, "data.features: column 'zz' not found"),
-        ("text_feature", {}, "data.features: column 'note'"),
+        ("id_column", {"categorical": ["code"]}, "data.categorical: column 'code' has a different"),
+        ("rows", {"categorical": ["nope"]}, "data.categorical: column 'nope' not found"),
+        ("bad_date", {}, "column 'when' holds dates, but '2024-13-45' does not parse"),
         ("single_class", {}, "data.target: column 'species' has a single class"),
-        ("missing_value", {}, "column 'b' has 1 missing value"),
+        (
+            "missing_target",
+            {"drop_missing_target": False},
+            "data.target: column 'species' has 1 missing value(s)",
+        ),
         ("infinite_value", {}, "data.features: column 'b' has 2 non-finite value(s)"),
         ("rows", {"image_shape": [1, 3, 3]}, "data.image_shape: [1, 3, 3] holds 9 values"),
     ],
@@ -124,12 +130,15 @@ def test_bad_data_is_a_clear_data_error(
         path.write_text("")
     elif make == "header_only":
         path.write_text("a,b,species\n")
-    elif make == "text_feature":
-        path.write_text("a,note,species\n1,x,k1\n2,y,k2\n")
+    elif make == "id_column":  # a text column with one value per row, declared a category
+        path.write_text("a,code,species\n" + "".join(f"{i},c{i},k{i % 2}\n" for i in range(30)))
+    elif make == "bad_date":
+        days = [f"2024-01-{d:02d}" for d in range(1, 29)] + ["2024-13-45"]
+        path.write_text("a,when,species\n" + "".join(f"{i},{d},k{i % 2}\n" for i, d in enumerate(days)))
     elif make == "single_class":
         path.write_text("a,b,species\n1,2,k\n3,4,k\n")
-    elif make == "missing_value":
-        path.write_text("a,b,species\n1,,k1\n3,4,k2\n")
+    elif make == "missing_target":
+        path.write_text("a,b,species\n1,2,\n3,4,k2\n5,6,k1\n")
     elif make == "infinite_value":
         path.write_text("a,b,species\n1,inf,k1\n3,-inf,k2\n5,6,k1\n")
     conf = data_conf(workdir, source="csv", path=str(path), target="species", image_shape=None)

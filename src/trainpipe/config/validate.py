@@ -185,11 +185,12 @@ def _check_table(data: dict[str, Any]) -> None:
         items = data.get(key)
         if items is not None and not items:
             raise ConfigError(f"data.{key}", "must not be an empty list (use null for the default)")
-    for column in data.get("features") or []:
-        if not isinstance(column, str):
-            raise ConfigError("data.features", f"must be a list of column names, got {column!r}")
-    if data["target"] in (data.get("features") or []):
-        raise ConfigError("data.features", f"contains the target column {data['target']!r}")
+    for key in ("features", "categorical", "numeric", "drop"):
+        for column in data.get(key) or []:
+            if not isinstance(column, str):
+                raise ConfigError(f"data.{key}", f"must be a list of column names, got {column!r}")
+        if data["target"] in (data.get(key) or []):
+            raise ConfigError(f"data.{key}", f"contains the target column {data['target']!r}")
     for dim in data.get("image_shape") or []:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ConfigError(

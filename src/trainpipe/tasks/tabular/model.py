@@ -49,20 +49,37 @@ def build_net(
 
 
 class FeatureModel(nn.Module):
-    """standardise → reshape → net. Input float32 [batch, num_features]; output [batch, outputs]
-    on the model's scale (logits, or standardised target values: see `to_target_scale`)."""
+    """standardise the numeric inputs, embed the category indices → reshape → net.
+
+    Input float32 [batch, numeric inputs + categorical columns], as data/columns.py encodes raw
+    rows (for an all-numeric table: just the features); output [batch, outputs] on the model's
+    scale (logits, or standardised target values: see `to_target_scale`)."""
 
     def __init__(self, spec: dict[str, Any], from_file: bool = False) -> None:
         super().__init__()
         self.input_shape = tuple(spec["input_shape"])
         self.net = build_net(spec["net"], self.input_shape, spec["num_outputs"], from_file)
+        self.numeric_width = len(spec["feature_mean"])
+        # one embedding per categorical column, sized from its cardinality (data/columns.py)
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(rows, width) for rows, width in spec.get("embeddings", [])
+        )
         self.register_buffer("feature_mean", torch.tensor(spec["feature_mean"]))
         self.register_buffer("feature_std", torch.tensor(spec["feature_std"]))
         self.register_buffer("target_mean", torch.tensor(float(spec.get("target_mean", 0.0))))
         self.register_buffer("target_std", torch.tensor(float(spec.get("target_std", 1.0))))
+        weights = spec.get("class_weights")
+        # not persistent: a training setting, not a weight (packages of older models lack it)
+        self.register_buffer(
+            "class_weights", torch.tensor(weights) if weights else None, persistent=False
+        )
 
     def forward(self, features: Tensor) -> Tensor:
-        x = (features - self.feature_mean) / self.feature_std
+        x = (features[:, : self.numeric_width] - self.feature_mean) / self.feature_std
+        if len(self.embeddings):
+            indices = features[:, self.numeric_width :].long()
+            embedded = [table(indices[:, i]) for i, table in enumerate(self.embeddings)]
+            x = torch.cat([x, *embedded], dim=1)
         return self.net(x.reshape(x.shape[0], *self.input_shape))
 
     def standardise_target(self, target: Tensor) -> Tensor:

@@ -67,7 +67,8 @@ class TabularTask:
 
     def describe_data(self, spec: dict[str, Any]) -> DataDescription:
         names = spec["feature_names"]
-        columns = [{"name": n, "type": "double", "required": True} for n in names]
+        kinds = column_types(spec)
+        columns = [{"name": n, "type": kinds.get(n, "double"), "required": True} for n in names]
         classes = spec.get("class_values")
         if classes is None:
             target_type = "double"
@@ -79,6 +80,10 @@ class TabularTask:
         facts = {"features": f"{len(names)}: {shown}{more}", "target": spec["target_name"]}
         if classes is not None:
             facts["classes"] = ", ".join(str(c) for c in classes)
+        if "columns" in spec:
+            from trainpipe.data.columns import describe_plan
+
+            facts["columns"] = describe_plan(spec["columns"])
         return DataDescription(columns, facts)
 
     def prepare(self, conf: dict[str, Any]) -> Any:
@@ -91,9 +96,14 @@ class TabularTask:
         return prepare_table(conf["data"], self.target_kind)
 
     def data_spec(self, prepared: Any) -> dict[str, Any]:
+        from trainpipe.data.columns import embedding_sizes
+
         spec: dict[str, Any] = {
             "task": self.name,
             "feature_names": prepared.feature_names,
+            # what each input column is and its training statistics (data/columns.py)
+            "columns": prepared.plan,
+            "embeddings": embedding_sizes(prepared.plan),
             "input_shape": list(prepared.input_shape),
             "feature_mean": prepared.feature_mean.tolist(),
             "feature_std": prepared.feature_std.tolist(),
@@ -104,6 +114,7 @@ class TabularTask:
                 **spec,
                 "num_outputs": len(prepared.class_values),
                 "class_values": prepared.class_values,
+                "class_weights": prepared.class_weights,
             }
         return {
             **spec,
@@ -129,7 +140,6 @@ class TabularTask:
         return {}  # epochs are short: validate at every epoch end, as configured
 
     def write_package(self, module: Any, prepared: Any, directory: Path) -> ModelPackage:
-        import pandas as pd
         from mlflow.models import infer_signature
         from safetensors.torch import save_file
 
@@ -140,8 +150,11 @@ class TabularTask:
         with atomic_path(directory / WEIGHTS_FILE) as tmp:
             save_file(weights, str(tmp))
         atomic_write_text(directory / SPEC_FILE, json.dumps(spec, indent=2))
-        example = pd.DataFrame(prepared.example_rows(), columns=prepared.feature_names)
-        atomic_write_text(directory / EXAMPLE_FILE, example.to_json(orient="split", index=False))
+        example = prepared.example_frame()
+        atomic_write_text(
+            directory / EXAMPLE_FILE,
+            example.to_json(orient="split", index=False, date_format="iso"),
+        )
         predictions = TabularPredictor(spec, module.model).predict(example)
         # No input schema on purpose: MLflow's column schema refuses numpy arrays and its tensor
         # schema refuses any dtype but float64; the predictor checks inputs itself, by name.
@@ -187,6 +200,8 @@ class TabularTask:
     def evaluate(
         self, predictor: Any, prepared: Any, batch_size: int, device: str
     ) -> dict[str, float]:
+        from trainpipe.tasks.tabular.module import class_metric_objects, per_class
+
         model = predictor.model
         outputs, targets = _test_outputs(model, prepared, batch_size, device)
         metrics = {"test/loss": float(self.head.loss(model, outputs, targets))}
@@ -194,7 +209,10 @@ class TabularTask:
         for name, metric in self.head.metrics(predictor.spec).items():
             metric.update(predictions, truth)
             metrics[f"test/{name}"] = float(metric.compute())
-        return metrics
+        per_class_metrics = class_metric_objects(self.head, predictor.spec)
+        for metric in per_class_metrics.values():
+            metric.update(predictions, truth)
+        return {**metrics, **per_class(predictor.spec, per_class_metrics, "test")}
 
     def figures(self, predictor: Any, prepared: Any) -> dict[str, Any]:
         """Classification: the confusion matrix; regression: predicted against true values."""
@@ -209,6 +227,14 @@ class TabularTask:
             return {"confusion_matrix": plots.confusion_matrix(truth, predictions, labels)}
         target = predictor.spec["target_name"]
         return {"predicted_vs_true": plots.predicted_vs_true(truth, predictions, target)}
+
+
+def column_types(spec: dict[str, Any]) -> dict[str, str]:
+    """MLflow dataset column types of the input columns (numbers are doubles)."""
+    plan = spec.get("columns") or {}
+    types = {c["name"]: "string" for c in plan.get("categorical", [])}
+    types.update({c["name"]: "datetime" for c in plan.get("dates", [])})
+    return types
 
 
 def build_feature_module(model_cfg: Any, spec: dict[str, Any], task: TabularTask) -> Any:
