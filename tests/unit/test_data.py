@@ -134,7 +134,9 @@ def test_bad_data_is_a_clear_data_error(
         path.write_text("a,code,species\n" + "".join(f"{i},c{i},k{i % 2}\n" for i in range(30)))
     elif make == "bad_date":
         days = [f"2024-01-{d:02d}" for d in range(1, 29)] + ["2024-13-45"]
-        path.write_text("a,when,species\n" + "".join(f"{i},{d},k{i % 2}\n" for i, d in enumerate(days)))
+        path.write_text(
+            "a,when,species\n" + "".join(f"{i},{d},k{i % 2}\n" for i, d in enumerate(days))
+        )
     elif make == "single_class":
         path.write_text("a,b,species\n1,2,k\n3,4,k\n")
     elif make == "missing_target":

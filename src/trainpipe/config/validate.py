@@ -21,7 +21,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from trainpipe.config import sources
 from trainpipe.config.schema import Rule, Schema, load_schema
-from trainpipe.errors import ConfigError
+from trainpipe.errors import ConfigError, UserError
 
 FSDP2_PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-true")
 SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
@@ -36,6 +36,9 @@ def resolve(cfg: DictConfig) -> dict[str, Any]:
     try:
         return OmegaConf.to_container(body, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
+        user_error = _raised_inside(err)
+        if user_error is not None:  # raised by a resolver (a database's digest): said as is
+            raise user_error from None
         # a missing value may surface while resolving another key that interpolates it
         missing = MISSING_VALUE.search(str(err))
         if isinstance(err, MissingMandatoryValue) or missing:
@@ -49,6 +52,16 @@ def resolve(cfg: DictConfig) -> dict[str, Any]:
             message = f"is required but not set (add `{key}=VALUE` to the command)"
             raise ConfigError(key, message) from None
         raise ConfigError(getattr(err, "full_key", "") or "", str(err).splitlines()[0]) from None
+
+
+def _raised_inside(err: BaseException) -> UserError | None:
+    """The UserError that OmegaConf's resolution error wraps (its chain of causes), if any."""
+    seen: BaseException | None = err
+    for _ in range(10):
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        if seen is None or isinstance(seen, UserError):
+            return seen
+    return None
 
 
 def validate(cfg: DictConfig, entry: str = "train") -> dict[str, Any]:
@@ -144,10 +157,9 @@ def _check_data(data: dict[str, Any]) -> None:
             "data.val_fraction",
             f"data.val_fraction + data.test_fraction must be < 1, got {data['val_fraction']} + {data['test_fraction']}",
         )
-    if source.reads_files and not data.get("path"):
-        raise ConfigError(
-            "data.path", f"is required for data source {data['source']!r} (a file path or glob)"
-        )
+    problem = source.check(data)
+    if problem is not None:
+        raise ConfigError(*problem)
     if data["kind"] == "table":
         _check_table(data)
 
