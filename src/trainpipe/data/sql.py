@@ -24,16 +24,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from trainpipe.config.secrets import mask_passwords
 from trainpipe.errors import DataError
 
-# scheme://user:password@host → scheme://user:***@host, wherever it appears in a text
-PASSWORD_IN_URL = re.compile(r"(\b[\w+.-]+://[^/\s:@]*:)[^@\s]*@")
 DRIVER_EXTRAS = {"postgresql": "postgres", "duckdb": "sql"}
 
 
 def mask_uri(text: str, uri: str | None = None) -> str:
     """`text` with the password of any URL in it (and of `uri`, wherever it appears) masked."""
-    masked = PASSWORD_IN_URL.sub(r"\1***@", text)
+    masked = mask_passwords(text)
     password = _password(uri) if uri else None
     return masked.replace(password, "***") if password else masked
 
