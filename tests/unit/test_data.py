@@ -330,3 +330,37 @@ def test_a_random_transform_gives_the_same_batches_in_workers_and_after_a_resume
     served = first + [x for x, _ in resumed]
     assert len(served) == len(in_process)
     assert all(torch.equal(a, b) for a, b in zip(served, in_process, strict=True))
+
+
+def test_files_behind_fsspec_urls_are_copied_hashed_and_read(workdir: Path) -> None:
+    import fsspec
+
+    from trainpipe.config.sources import SOURCES
+
+    memory = fsspec.filesystem("memory")
+    text = write_csv(workdir / "rows.csv").read_text()
+    for part, lines in enumerate(
+        (text.splitlines()[:120], text.splitlines()[:1] + text.splitlines()[120:])
+    ):
+        memory.pipe(f"memory://lake/rows-{part}.csv", ("\n".join(lines) + "\n").encode())
+    remote = data_conf(
+        workdir, source="csv", path="memory://lake/*.csv", target="species", image_shape=None,
+        storage_options={},
+    )  # fmt: skip
+    data = prepare(remote)
+    assert sum(data.split_sizes().values()) == 240 and data.class_values == [
+        "kind0",
+        "kind1",
+        "kind2",
+    ]
+    # file:// with the filesystem's own options, and the digest follows the bytes
+    local = data_conf(
+        workdir, source="csv", path=f"file://{workdir}/rows.csv", target="species",
+        image_shape=None, storage_options={"auto_mkdir": False},
+    )  # fmt: skip
+    before = SOURCES["csv"].digest(local)
+    assert prepare(local).digest == before
+    memory.pipe("memory://lake/rows-0.csv", b"a,b,c,d,species\n1,2,3,4,kind0\n")
+    assert SOURCES["csv"].digest(remote) != data.digest
+    with pytest.raises(DataError, match="data.path: no file matches memory://nowhere/"):
+        prepare({**remote, "path": "memory://nowhere/*.csv"})

@@ -56,8 +56,14 @@ class Source:
         return self.key == "data.path"
 
     def files(self, data: Mapping[str, Any]) -> list[Path]:
-        """The files the data is read from, in a stable order (none for a source without files)."""
-        return matching_files(data.get("path")) if self.reads_files else []
+        """The files the data is read from, in a stable order (none for a source without files).
+        URLs (s3://, gs://, file://, …): their local copies in the cache (data/remote.py)."""
+        if not self.reads_files:
+            return []
+        path = data.get("path")
+        if _is_url(path):
+            return _call("trainpipe.data.remote:local_copies", data)
+        return matching_files(path)
 
     def digest(self, data: Mapping[str, Any]) -> str:
         """Content digest of the data the config names: same bytes → same digest, wherever they
@@ -138,6 +144,11 @@ class SqlSource(Source):
         if bool(data.get("query")) == bool(data.get("table")):
             return "data.query", "set exactly one of data.query (SELECT …) and data.table"
         return None
+
+
+def _is_url(path: Any) -> bool:
+    paths = [path] if isinstance(path, str) else list(path or [])
+    return any("://" in str(p) for p in paths)
 
 
 def _call(target: str, *args: Any) -> Any:
