@@ -81,7 +81,7 @@ def test_the_registered_model_takes_raw_rows_as_training_encoded_them(trained) -
     assert metrics["test/acc"] >= 0.8
     assert {"test/f1.gold", "test/precision.basic", "test/recall.silver"} <= set(metrics)
     # the raw test rows, through the serving path, score what evaluation on the encoded split did
-    raw_test = prepared.raw_test.to_pandas()
+    raw_test = prepared.raw_splits["test"].to_pandas()
     predicted = predictor.predict(raw_test[prepared.feature_names])
     truth = [predictor.spec["class_values"][i] for i in raw_test["__target__"]]
     assert np.mean(predicted.to_numpy() == np.asarray(truth)) == pytest.approx(metrics["test/acc"])

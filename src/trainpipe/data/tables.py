@@ -66,7 +66,9 @@ class PreparedTable:
     # the column plan learned on the training split (data/columns.py), JSON
     plan: dict[str, Any] = field(default_factory=columns.empty_plan)
     class_weights: list[float] | None = None  # data.class_weights=auto: per class, in the loss
-    raw_test: datasets.Dataset | None = field(default=None, repr=False)  # test rows as read
+    # the splits' rows as read (the input columns and the encoded target): the input example,
+    # and baselines that train on the very same split (benchmarks/tables.py)
+    raw_splits: datasets.DatasetDict | None = field(default=None, repr=False)
 
     @property
     def num_features(self) -> int:
@@ -77,8 +79,9 @@ class PreparedTable:
 
     def example_frame(self, count: int = 5) -> pd.DataFrame:
         """A few test rows as read (the input columns): the registered model's input example."""
-        assert self.raw_test is not None
-        rows = self.raw_test.select(range(min(count, len(self.raw_test))))
+        assert self.raw_splits is not None
+        test = self.raw_splits["test"]
+        rows = test.select(range(min(count, len(test))))
         return rows.select_columns(self.feature_names).to_pandas()
 
 
@@ -197,7 +200,7 @@ def prepare_table(conf: dict[str, Any], kind: str) -> PreparedTable:
         seconds=time.perf_counter() - started,
         plan=plan,
         class_weights=_class_weights(train_y, class_values, conf.get("class_weights", "none")),
-        raw_test=raw_splits["test"],
+        raw_splits=raw_splits,
     )
     log.info(
         "data %s: %s rows (train/val/test), %d features, target %r (%s), digest %s, cache %s, %.2fs",
