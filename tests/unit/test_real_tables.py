@@ -37,9 +37,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     loader = task.datamodule(prepared, conf["data"]).make_loader("train", True, 0, 1)
     for epoch in range(40):
         loader.batch_sampler.set_epoch(epoch)
-        for batch in loader:
+        for features, target in loader:
             optimizer.zero_grad()
-            module.training_step(batch, 0).backward()
+            module.head.loss(module.model, module.model(features), target).backward()
             optimizer.step()
     package = task.write_package(module.eval(), prepared, tmp / "model")
     return task, prepared, task.load_predictor(package.directory), frame, tmp
