@@ -128,7 +128,7 @@ def sklearn_frame(frame: pd.DataFrame, plan: dict[str, Any]) -> pd.DataFrame:
         when = pd.to_datetime(days, unit="D")
         out[column["name"]] = days
         out[column["name"] + ".month"] = when.month
-        out[column["name"] + ".dow"] = when.dayofweek
+        out[column["name"] + ".dow"] = when.day_of_week
     return out
 
 

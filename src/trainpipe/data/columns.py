@@ -211,7 +211,7 @@ def date_parts(days: np.ndarray) -> list[np.ndarray]:
     """DATE_PARTS of day numbers: cyclic parts as (sin, cos) so December sits next to January."""
     when = pd.DatetimeIndex(pd.to_datetime(days, unit="D"))
     parts: list[np.ndarray] = [when.year.to_numpy(np.float64)]
-    for value, period in ((when.month - 1, 12), (when.dayofweek, 7), (when.dayofyear - 1, 366)):
+    for value, period in ((when.month - 1, 12), (when.day_of_week, 7), (when.day_of_year - 1, 366)):
         angle = 2 * np.pi * np.asarray(value, dtype=np.float64) / period
         parts += [np.sin(angle), np.cos(angle)]
     parts.append(days)
