@@ -16,7 +16,7 @@ same split, the cost of the encoding per epoch, and what the cache saves on the 
 3. Cache. `prepare_table` on the mixed table's CSV twice in a fresh cache: second / first.
    Goal: ≤ 0.2×.
 
-    python benchmarks/tables.py [--rounds 7] [--rows 20000] [--epochs 60]
+    python benchmarks/tables.py [--rounds 7] [--rows 20000] [--epochs 60] [--skip-quality]
 """
 
 from __future__ import annotations
@@ -278,6 +278,9 @@ def main() -> None:
     parser.add_argument(
         "--epochs", type=int, default=60, help="trainpipe epochs in the quality runs"
     )
+    parser.add_argument(
+        "--skip-quality", action="store_true", help="only the overhead and cache measurements"
+    )
     common.add_threads_arg(parser)
     args = parser.parse_args()
     common.apply_threads(args.threads)
@@ -288,7 +291,7 @@ def main() -> None:
         f"split; overhead: {args.rounds} alternating epoch rounds, medians",
     )
     with common.workdir() as wd:
-        rows = quality(wd, args.epochs)
+        rows = [] if args.skip_quality else quality(wd, args.epochs)
         more, mixed_csv = overhead(wd, args.rows, args.rounds)
         rows += more + cache(wd, mixed_csv)
     common.print_table(rows)
