@@ -101,6 +101,24 @@ def test_the_registered_model_takes_raw_rows_as_training_encoded_them(trained) -
         predictor.predict(rows.assign(size="big"))
 
 
+def test_evaluation_of_other_data_encodes_it_with_the_models_statistics(trained) -> None:
+    task, prepared, predictor, _, tmp = trained
+    other = mixed_table(rows=300, seed=5)
+    other.loc[other.index[:40], "island"] = "Atlantis"  # a category the model never saw
+    other.to_csv(tmp / "next_month.csv", index=False)
+    *_, fresh = plan_data(
+        tmp, "classification", "data=csv", f"data.path={tmp / 'next_month.csv'}",
+        "data.target=plan", "data.categorical=[code]",
+    )  # fmt: skip
+    assert fresh.plan != prepared.plan  # its own categories and medians
+    task.check_compatible(predictor, fresh)
+    metrics = task.evaluate(predictor, fresh, batch_size=64, device="cpu")
+    raw_test = fresh.raw_splits["test"].to_pandas()
+    predicted = predictor.predict(raw_test[fresh.feature_names]).to_numpy()
+    truth = np.asarray([predictor.spec["class_values"][i] for i in raw_test["__target__"]])
+    assert metrics["test/acc"] == pytest.approx(np.mean(predicted == truth))
+
+
 def test_the_package_is_json_and_safetensors(trained) -> None:
     *_, tmp = trained
     files = sorted(p.name for p in (tmp / "model").iterdir())

@@ -22,6 +22,7 @@ EXAMPLE_FILE = "input_example.json"
 # the model configs' `_target_`: the one builder of a table model (configs/model/mlp.yaml, cnn.yaml)
 BUILDER = "trainpipe.tasks.tabular.task.build_feature_module"
 FSDP2_STRATEGY = "FSDP2Strategy"
+TARGET_COLUMN = "__target__"  # the encoded target beside the raw columns (data/tables.py)
 MAX_NAMES_SHOWN = 12  # feature names listed on the model card; the rest are counted
 
 
@@ -203,7 +204,7 @@ class TabularTask:
         from trainpipe.tasks.tabular.module import class_metric_objects, per_class
 
         model = predictor.model
-        outputs, targets = _test_outputs(model, prepared, batch_size, device)
+        outputs, targets = _test_outputs(predictor, prepared, batch_size, device)
         metrics = {"test/loss": float(self.head.loss(model, outputs, targets))}
         predictions, truth = self.head.metric_inputs(model, outputs, targets)
         for name, metric in self.head.metrics(predictor.spec).items():
@@ -219,7 +220,7 @@ class TabularTask:
         from trainpipe.tasks.tabular import plots
 
         model = predictor.model
-        outputs, targets = _test_outputs(model, prepared, batch_size=1024, device="cpu")
+        outputs, targets = _test_outputs(predictor, prepared, batch_size=1024, device="cpu")
         predictions, truth = self.head.metric_inputs(model, outputs, targets)
         classes = predictor.spec.get("class_values")
         if classes is not None:
@@ -253,18 +254,36 @@ def build_feature_module(model_cfg: Any, spec: dict[str, Any], task: TabularTask
     return TabularModule(full_spec, task.head, optimizer, scheduler)
 
 
-def _test_outputs(model: Any, prepared: Any, batch_size: int, device: str) -> tuple[Any, Any]:
-    """(model outputs, targets) over the whole test split, in its order, on the CPU."""
+def _test_outputs(
+    predictor: Any, prepared: Any, batch_size: int, device: str
+) -> tuple[Any, Any]:
+    """(model outputs, targets) over the whole test split, in its order, on the CPU.
+
+    The rows are encoded with the MODEL's column plan: the prepared split was encoded with the
+    plan learned on this data's own training split, which differs when the model was trained on
+    other data (`trainpipe eval` of new rows, the promotion gate scoring two versions)."""
     import torch
 
     from trainpipe.data.loader import batch_loader
 
-    model = model.to(device).eval()
+    model = predictor.model.to(device).eval()
+    plan = predictor.spec.get("columns")
+    if plan is not None and prepared.raw_splits is not None and plan != prepared.plan:
+        raw = prepared.raw_splits["test"]
+        try:
+            rows = predictor.rows(raw.select_columns(predictor.feature_names).to_pandas())
+        except ValueError as err:
+            raise DataError(f"data.features: {err}") from None
+        batches: Any = zip(
+            torch.from_numpy(rows).split(batch_size),
+            torch.as_tensor(raw.with_format("numpy")[TARGET_COLUMN]).split(batch_size),
+            strict=True,
+        )
+    else:
+        batches = batch_loader(prepared.splits["test"], batch_size, shuffle=False, seed=0)
     outputs, targets = [], []
     with torch.inference_mode():
-        for features, target in batch_loader(
-            prepared.splits["test"], batch_size, shuffle=False, seed=0
-        ):
+        for features, target in batches:
             outputs.append(model(features.to(device)).float().cpu())
             targets.append(target)
     model.cpu()
