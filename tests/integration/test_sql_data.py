@@ -128,3 +128,21 @@ def test_bad_sql_exits_2_with_one_line_and_writes_nothing(
         assert "trainer:***@" in lines[0]
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in empty_workdir.iterdir()) == []
+
+
+def test_credentials_from_the_environment_read_the_same_rows(
+    postgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy
+
+    from trainpipe.data.sql import read_rows
+
+    engine = sqlalchemy.create_engine(postgres.uri())
+    customers(rows=50).to_sql("accounts", engine, index=False, if_exists="replace")
+    engine.dispose()
+    conf = {"table": "accounts", "query": None, "chunk_size": 100, "cache_dir": str(tmp_path)}
+    with_password = read_rows({**conf, "uri": postgres.uri()})
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)  # libpq's own variable: no secret in the config
+    without = read_rows({**conf, "uri": postgres.uri().replace(f":{PASSWORD}@", "@")})
+    assert without == with_password  # same digest, same cached Parquet file
+    assert with_password[1].is_file() and with_password[0] in str(with_password[1])
