@@ -29,7 +29,7 @@ def summary_rows(
     if len(per_class) > MAX_PER_CLASS_ROWS:
         for key in per_class:
             del test[key]
-        test["per-class metrics"] = f"{len(per_class)} in the run (test/f1.<class>, …)"
+        test["per class"] = f"{len(per_class)} metrics in the run (test/f1.<class>, …)"
     return {
         "task": f"{plan.task.name} ({plan.task_reason})",
         "columns": plan.task.describe_data(plan.spec).facts.get("columns"),
