@@ -127,7 +127,5 @@ def refusal_text(model_name: str, promoted: dict[str, Any]) -> str:
     for objection in objections:
         lines += textwrap.wrap(objection, 96, initial_indent="  - ", subsequent_indent="    ")
     lines.append("  promote it anyway (recorded in the audit log):")
-    lines.append(
-        f'    trainpipe models promote {model_name} --version {version} --force --reason "…"'
-    )
+    lines.append(f'    trainpipe models promote {model_name} --version {version} --force --reason "…"')
     return "\n".join(lines)

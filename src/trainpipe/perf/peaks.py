@@ -40,24 +40,15 @@ class DevicePeaks:
 # ("h100 ... pcie", "l40s", "a10g") come before the generic ones ("h100", "l40", "a10").
 _TABLE: tuple[tuple[str, DevicePeaks], ...] = (
     # H100 NVL product brief (94 GB, per GPU): TF32 835*, BF16/FP16 1,671*, FP8 3,341*, FP32 60
-    (
-        r"\bh100\b.*\bnvl\b",
-        DevicePeaks("H100 NVL", 835.5, 835.5, 417.5, 60.0, 1670.5, memory_gib=94),
-    ),
+    (r"\bh100\b.*\bnvl\b", DevicePeaks("H100 NVL", 835.5, 835.5, 417.5, 60.0, 1670.5, memory_gib=94)),
     # H100 datasheet, PCIe column: TF32 756*, BF16/FP16 1,513*, FP8 3,026*, FP32 51
-    (
-        r"\bh100\b.*\bpcie\b",
-        DevicePeaks("H100 PCIe", 756.5, 756.5, 378.0, 51.0, 1513.0, memory_gib=80),
-    ),
+    (r"\bh100\b.*\bpcie\b", DevicePeaks("H100 PCIe", 756.5, 756.5, 378.0, 51.0, 1513.0, memory_gib=80)),
     # H100 datasheet, SXM column: TF32 989*, BF16/FP16 1,979*, FP8 3,958*, FP32 67
     (r"\bh100\b", DevicePeaks("H100 SXM", 989.4, 989.4, 494.7, 67.0, 1978.9, memory_gib=80)),
     # GH200 Grace Hopper datasheet (GPU): same Hopper tensor rates as H100 SXM
     (r"\bgh200\b", DevicePeaks("GH200", 989.4, 989.4, 494.7, 67.0, 1978.9, memory_gib=96)),
     # H200 datasheet, NVL column: TF32 835*, BF16/FP16 1,671*, FP8 3,341*, FP32 60
-    (
-        r"\bh200\b.*\bnvl\b",
-        DevicePeaks("H200 NVL", 835.5, 835.5, 417.5, 60.0, 1670.5, memory_gib=141),
-    ),
+    (r"\bh200\b.*\bnvl\b", DevicePeaks("H200 NVL", 835.5, 835.5, 417.5, 60.0, 1670.5, memory_gib=141)),
     # H200 datasheet, SXM column: TF32 989*, BF16/FP16 1,979*, FP8 3,958*, FP32 67
     (r"\bh200\b", DevicePeaks("H200 SXM", 989.4, 989.4, 494.7, 67.0, 1978.9, memory_gib=141)),
     # GB200 NVL72 spec, per Blackwell GPU: TF32 2.5 PF*, BF16/FP16 5 PF*, FP8 10 PF*, FP32 80 TF
