@@ -169,6 +169,40 @@ def write_csv(path: Path, rows: int = 240, seed: int = 0, classes: int = 3) -> P
     return path
 
 
+def mixed_table(rows: int = 400, seed: int = 0) -> Any:
+    """A table as it comes out of a company's system (a pandas DataFrame): an id column, a
+    category with gaps, a number with gaps, a boolean, dates as ISO strings with gaps, a small
+    integer code; the label `plan` depends on the category, the number and the month."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    island = rng.choice(["Biscoe", "Dream", "Torgersen"], size=rows)
+    size = rng.normal(size=rows)
+    month = rng.integers(1, 13, size=rows)
+    score = (island == "Dream") * 2.0 + size + (month >= 7) * 1.5 - 1.0
+    label = np.where(score > 1.0, "gold", np.where(score > -0.5, "silver", "basic"))
+    frame = pd.DataFrame(
+        {
+            "customer": [f"c{i:05d}" for i in range(rows)],
+            "island": island.astype(object),
+            "size": size,
+            "active": rng.random(rows) < 0.5,
+            "signup": [
+                f"2023-{m:02d}-{d:02d}"
+                for m, d in zip(month, rng.integers(1, 28, rows), strict=True)
+            ],
+            "code": rng.integers(0, 4, size=rows),
+            "plan": label,
+        }
+    )
+    gaps = rng.random((rows, 3)) < 0.08
+    frame.loc[gaps[:, 0], "island"] = None
+    frame.loc[gaps[:, 1], "size"] = np.nan
+    frame.loc[gaps[:, 2], "signup"] = None
+    return frame
+
+
 def wait_for_checkpoint(
     checkpoints: Path, step: int, job: subprocess.Popen | WarmProcess, timeout_s: float = 180
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
+from trainpipe.config.secrets import masked_config
 from trainpipe.data_change import identity
 from trainpipe.fit_result import FitResult
 from trainpipe.plan import JobPlan
@@ -36,7 +37,7 @@ def run(plan: JobPlan) -> float | None:
     if conf["resume"] == "never" and job.rank_zero:
         archive_previous_attempt(plan.output_dir)
     if conf["print_config"] and job.rank_zero:
-        print_config_tree(conf)
+        print_config_tree(masked_config(conf))
 
     import lightning as L
 
@@ -48,7 +49,9 @@ def run(plan: JobPlan) -> float | None:
         datamodule = task.datamodule(plan.prepared, conf["data"])
         model_fingerprint = plan.model_fingerprint
         start_from = resume_point(conf["resume"], plan.output_dir, model_fingerprint)
-        run_id = job.start(plan.run_name, run_tags(plan), run_params(conf), OmegaConf.to_yaml(conf))
+        # the recorded config with any URI password masked (config/secrets.py), as params are
+        recorded = OmegaConf.to_yaml(masked_config(conf))
+        run_id = job.start(plan.run_name, run_tags(plan), run_params(conf), recorded)
         log_lineage(plan, job.tracker)
         trainer = build_trainer(plan, job, run_id, model_fingerprint)
         trainer.fit(

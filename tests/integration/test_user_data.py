@@ -44,7 +44,14 @@ def test_users_csv_trains_and_registers(workdir: Path) -> None:
             ["data.path=rows.csv", "data.target=species", "data.features=[a,zz]"],
             "data.features: column 'zz' not found",
         ),
-        (["data.path=text.csv", "data.target=species"], "data.features: column 'note'"),
+        (
+            ["data.path=ids.csv", "data.target=species", "data.categorical=[note]"],
+            "data.categorical: column 'note' has a different value in nearly every row",
+        ),
+        (
+            ["data.path=dates.csv", "data.target=species"],
+            "column 'day' holds dates, but '2024-02-30' does not parse",
+        ),
         (["data.path=one_class.csv", "data.target=species"], "single class"),
         (["data.path=inf.csv", "data.target=species"], "column 'b' has 2 non-finite value(s)"),
     ],
@@ -53,7 +60,14 @@ def test_bad_data_exits_2_and_leaves_no_output_or_run(
     empty_workdir: Path, args: list[str], needle: str
 ) -> None:
     write_csv(empty_workdir / "rows.csv")
-    (empty_workdir / "text.csv").write_text("a,note,species\n1,x,k1\n2,y,k2\n")
+    (empty_workdir / "ids.csv").write_text(
+        "a,note,species\n" + "".join(f"{i},n{i},k{i % 2}\n" for i in range(30))
+    )
+    (empty_workdir / "dates.csv").write_text(
+        "a,day,species\n"
+        + "".join(f"{i},2024-01-{i + 1:02d},k{i % 2}\n" for i in range(25))
+        + "9,2024-02-30,k1\n"
+    )
     (empty_workdir / "one_class.csv").write_text("a,b,species\n1,2,k\n3,4,k\n")
     (empty_workdir / "inf.csv").write_text("a,b,species\n1,inf,k1\n3,-inf,k2\n5,6,k1\n")
     result = run_cli(["train", "data=csv", *args], cwd=empty_workdir)

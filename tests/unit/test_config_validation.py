@@ -117,6 +117,15 @@ def test_run_name_is_deterministic_and_tracks_the_training_config_and_data(tmp_p
             "model.grad_clip",
         ),
         (["data.features=[label]"], "data.features", "label"),
+        (["data.categorical=[label]"], "data.categorical", "target column 'label'"),
+        (["data.class_weights=sometimes"], "data.class_weights", "one of auto, none"),
+        (["data=sql", "data.target=y", "data.table=t"], "data.uri", "required"),
+        (["data=sql", "data.target=y", "data.uri=duckdb://"], "data.query", "exactly one of"),
+        (
+            ["data=sql", "data.target=y", "data.uri=duckdb://", "data.table=t", "data.query=x"],
+            "data.query",
+            "exactly one of",
+        ),
     ],
 )
 def test_bad_values_name_the_key(overrides: list[str], key: str, shown: str) -> None:

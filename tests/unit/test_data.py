@@ -107,9 +107,15 @@ def test_parquet_and_json_sources(workdir: Path) -> None:
         ("header_only", {}, "has no rows"),
         ("rows", {"target": "kind"}, "data.target: column 'kind' not found"),
         ("rows", {"features": ["a", "zz"]}, "data.features: column 'zz' not found"),
-        ("text_feature", {}, "data.features: column 'note'"),
+        ("id_column", {"categorical": ["code"]}, "data.categorical: column 'code' has a different"),
+        ("rows", {"categorical": ["nope"]}, "data.categorical: column 'nope' not found"),
+        ("bad_date", {}, "column 'when' holds dates, but '2024-13-45' does not parse"),
         ("single_class", {}, "data.target: column 'species' has a single class"),
-        ("missing_value", {}, "column 'b' has 1 missing value"),
+        (
+            "missing_target",
+            {"drop_missing_target": False},
+            "data.target: column 'species' has 1 missing value(s)",
+        ),
         ("infinite_value", {}, "data.features: column 'b' has 2 non-finite value(s)"),
         ("rows", {"image_shape": [1, 3, 3]}, "data.image_shape: [1, 3, 3] holds 9 values"),
     ],
@@ -124,12 +130,17 @@ def test_bad_data_is_a_clear_data_error(
         path.write_text("")
     elif make == "header_only":
         path.write_text("a,b,species\n")
-    elif make == "text_feature":
-        path.write_text("a,note,species\n1,x,k1\n2,y,k2\n")
+    elif make == "id_column":  # a text column with one value per row, declared a category
+        path.write_text("a,code,species\n" + "".join(f"{i},c{i},k{i % 2}\n" for i in range(30)))
+    elif make == "bad_date":
+        days = [f"2024-01-{d:02d}" for d in range(1, 29)] + ["2024-13-45"]
+        path.write_text(
+            "a,when,species\n" + "".join(f"{i},{d},k{i % 2}\n" for i, d in enumerate(days))
+        )
     elif make == "single_class":
         path.write_text("a,b,species\n1,2,k\n3,4,k\n")
-    elif make == "missing_value":
-        path.write_text("a,b,species\n1,,k1\n3,4,k2\n")
+    elif make == "missing_target":
+        path.write_text("a,b,species\n1,2,\n3,4,k2\n5,6,k1\n")
     elif make == "infinite_value":
         path.write_text("a,b,species\n1,inf,k1\n3,-inf,k2\n5,6,k1\n")
     conf = data_conf(workdir, source="csv", path=str(path), target="species", image_shape=None)
@@ -319,3 +330,37 @@ def test_a_random_transform_gives_the_same_batches_in_workers_and_after_a_resume
     served = first + [x for x, _ in resumed]
     assert len(served) == len(in_process)
     assert all(torch.equal(a, b) for a, b in zip(served, in_process, strict=True))
+
+
+def test_files_behind_fsspec_urls_are_copied_hashed_and_read(workdir: Path) -> None:
+    import fsspec
+
+    from trainpipe.config.sources import SOURCES
+
+    memory = fsspec.filesystem("memory")
+    text = write_csv(workdir / "rows.csv").read_text()
+    for part, lines in enumerate(
+        (text.splitlines()[:120], text.splitlines()[:1] + text.splitlines()[120:])
+    ):
+        memory.pipe(f"memory://lake/rows-{part}.csv", ("\n".join(lines) + "\n").encode())
+    remote = data_conf(
+        workdir, source="csv", path="memory://lake/*.csv", target="species", image_shape=None,
+        storage_options={},
+    )  # fmt: skip
+    data = prepare(remote)
+    assert sum(data.split_sizes().values()) == 240 and data.class_values == [
+        "kind0",
+        "kind1",
+        "kind2",
+    ]
+    # file:// with the filesystem's own options, and the digest follows the bytes
+    local = data_conf(
+        workdir, source="csv", path=f"file://{workdir}/rows.csv", target="species",
+        image_shape=None, storage_options={"auto_mkdir": False},
+    )  # fmt: skip
+    before = SOURCES["csv"].digest(local)
+    assert prepare(local).digest == before
+    memory.pipe("memory://lake/rows-0.csv", b"a,b,c,d,species\n1,2,3,4,kind0\n")
+    assert SOURCES["csv"].digest(remote) != data.digest
+    with pytest.raises(DataError, match="data.path: no file matches memory://nowhere/"):
+        prepare({**remote, "path": "memory://nowhere/*.csv"})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from trainpipe.config.secrets import mask_passwords
 from trainpipe.errors import JobFailed, UserError
 from trainpipe.runtime.failures import Interrupted, classify
 
@@ -19,5 +20,6 @@ def failure_exit(err: BaseException) -> int:
     """Print `err` as one line (`trainpipe: …`) and return its exit code."""
     outcome = classify(err)
     message = err if isinstance(err, (UserError, JobFailed)) else outcome.reason
-    print(f"trainpipe: {message}", file=sys.stderr)
+    # a message may quote an override (data.uri=postgresql://user:password@…): masked
+    print(f"trainpipe: {mask_passwords(str(message))}", file=sys.stderr)
     return outcome.exit_code

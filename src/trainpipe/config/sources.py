@@ -56,8 +56,14 @@ class Source:
         return self.key == "data.path"
 
     def files(self, data: Mapping[str, Any]) -> list[Path]:
-        """The files the data is read from, in a stable order (none for a source without files)."""
-        return matching_files(data.get("path")) if self.reads_files else []
+        """The files the data is read from, in a stable order (none for a source without files).
+        URLs (s3://, gs://, file://, …): their local copies in the cache (data/remote.py)."""
+        if not self.reads_files:
+            return []
+        path = data.get("path")
+        if _is_url(path):
+            return _call("trainpipe.data.remote:local_copies", data)
+        return matching_files(path)
 
     def digest(self, data: Mapping[str, Any]) -> str:
         """Content digest of the data the config names: same bytes → same digest, wherever they
@@ -72,6 +78,12 @@ class Source:
         if path:
             return path if isinstance(path, str) else ", ".join(map(str, path))
         return str(data.get("name") or self.name)
+
+    def check(self, data: Mapping[str, Any]) -> tuple[str, str] | None:
+        """A problem with the keys this source needs, as (key, message), or None."""
+        if self.reads_files and not data.get("path"):
+            return "data.path", f"is required for data source {self.name!r} (a file path or glob)"
+        return None
 
     def load(self, data: Mapping[str, Any], kind: str) -> Any:
         """The raw `datasets.DatasetDict` of `kind` data (imports the loader, and datasets)."""
@@ -111,6 +123,38 @@ class StdlibSource(Source):
 
     def describe(self, data: Mapping[str, Any]) -> str:
         return f"stdlib ({stdlib_root()})"
+
+
+class SqlSource(Source):
+    """Rows a SQL query (or a whole table) returns, through SQLAlchemy (data/sql.py). Its digest
+    is that of the rows read: a changed row is a new job."""
+
+    def digest(self, data: Mapping[str, Any]) -> str:
+        if self.check(data) is not None:  # validation reports it; no query to run yet
+            return _digest([f"{self.name}:unset"])
+        return _call("trainpipe.data.sql:rows_digest", data)
+
+    def describe(self, data: Mapping[str, Any]) -> str:
+        masked = _call("trainpipe.data.sql:mask_uri", str(data.get("uri")))
+        return f"{masked} ({'query' if data.get('query') else 'table ' + str(data.get('table'))})"
+
+    def check(self, data: Mapping[str, Any]) -> tuple[str, str] | None:
+        if not data.get("uri"):
+            return "data.uri", "is required for data=sql (e.g. duckdb:///shop.duckdb)"
+        if bool(data.get("query")) == bool(data.get("table")):
+            return "data.query", "set exactly one of data.query (SELECT …) and data.table"
+        return None
+
+
+def _is_url(path: Any) -> bool:
+    paths = [path] if isinstance(path, str) else list(path or [])
+    return any("://" in str(p) for p in paths)
+
+
+def _call(target: str, *args: Any) -> Any:
+    """`module:function(*args)`, imported when called (the data layer, above this one)."""
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)(*args)
 
 
 SOURCES: dict[str, Source] = {}
@@ -210,6 +254,9 @@ register(
         digest_after_load=True,
         origin="hugging_face",
     )
+)
+register(
+    SqlSource("sql", {"table": "trainpipe.data.sql:load_sql_rows"}, key="data.uri", origin="sql")
 )
 register(Source("text", {"text": "trainpipe.data.text:read_text_files"}, key="data.path"))
 register(StdlibSource("stdlib", {"text": "trainpipe.data.text:stdlib_documents"}, origin="code"))

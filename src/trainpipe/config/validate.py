@@ -21,7 +21,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from trainpipe.config import sources
 from trainpipe.config.schema import Rule, Schema, load_schema
-from trainpipe.errors import ConfigError
+from trainpipe.errors import ConfigError, UserError
 
 FSDP2_PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-true")
 SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
@@ -36,6 +36,9 @@ def resolve(cfg: DictConfig) -> dict[str, Any]:
     try:
         return OmegaConf.to_container(body, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
+        user_error = _raised_inside(err)
+        if user_error is not None:  # raised by a resolver (a database's digest): said as is
+            raise user_error from None
         # a missing value may surface while resolving another key that interpolates it
         missing = MISSING_VALUE.search(str(err))
         if isinstance(err, MissingMandatoryValue) or missing:
@@ -49,6 +52,16 @@ def resolve(cfg: DictConfig) -> dict[str, Any]:
             message = f"is required but not set (add `{key}=VALUE` to the command)"
             raise ConfigError(key, message) from None
         raise ConfigError(getattr(err, "full_key", "") or "", str(err).splitlines()[0]) from None
+
+
+def _raised_inside(err: BaseException) -> UserError | None:
+    """The UserError that OmegaConf's resolution error wraps (its chain of causes), if any."""
+    seen: BaseException | None = err
+    for _ in range(10):
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        if seen is None or isinstance(seen, UserError):
+            return seen
+    return None
 
 
 def validate(cfg: DictConfig, entry: str = "train") -> dict[str, Any]:
@@ -146,10 +159,9 @@ def _check_data(data: dict[str, Any]) -> None:
             "data.val_fraction",
             f"data.val_fraction + data.test_fraction must be < 1, got {data['val_fraction']} + {data['test_fraction']}",
         )
-    if source.reads_files and not data.get("path"):
-        raise ConfigError(
-            "data.path", f"is required for data source {data['source']!r} (a file path or glob)"
-        )
+    problem = source.check(data)
+    if problem is not None:
+        raise ConfigError(*problem)
     if data["kind"] == "table":
         _check_table(data)
 
@@ -187,11 +199,12 @@ def _check_table(data: dict[str, Any]) -> None:
         items = data.get(key)
         if items is not None and not items:
             raise ConfigError(f"data.{key}", "must not be an empty list (use null for the default)")
-    for column in data.get("features") or []:
-        if not isinstance(column, str):
-            raise ConfigError("data.features", f"must be a list of column names, got {column!r}")
-    if data["target"] in (data.get("features") or []):
-        raise ConfigError("data.features", f"contains the target column {data['target']!r}")
+    for key in ("features", "categorical", "numeric", "drop"):
+        for column in data.get(key) or []:
+            if not isinstance(column, str):
+                raise ConfigError(f"data.{key}", f"must be a list of column names, got {column!r}")
+        if data["target"] in (data.get(key) or []):
+            raise ConfigError(f"data.{key}", f"contains the target column {data['target']!r}")
     for dim in data.get("image_shape") or []:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ConfigError(

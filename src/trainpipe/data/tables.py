@@ -9,6 +9,7 @@ loads the cache instead of recomputing.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import time
@@ -18,11 +19,14 @@ from typing import Any
 
 import datasets
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from trainpipe.data import columns, table_plan
 from trainpipe.data.sources import describe_source, load_source, source_digest
 from trainpipe.errors import DataError
+from trainpipe.runtime.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +36,17 @@ TARGET_KINDS = ("classes", "values")
 # a float target of whole numbers with more distinct values than this is a quantity, not labels
 # (scikit-learn's diabetes: 214 distinct whole numbers; 0.0/1.0 labels saved from pandas: 2)
 MAX_FLOAT_CLASSES = 20
+# the encoded target while the raw columns are still there (a feature may be called "target")
+TARGET_COLUMN = "__target__"
+# bump when data/columns.py learns plans differently: cached plans of older code are not reused
+PLAN_VERSION = 1
 
 
 @dataclass
 class PreparedTable:
-    """Train/val/test splits with two columns: `features` (float32 vector) and `target`
-    (class index for `classes`, float32 for `values`)."""
+    """Train/val/test splits with two columns: `features` (float32 vector: the numeric inputs,
+    then one category index per categorical column; data/columns.py) and `target` (class index
+    for `classes`, float32 for `values`). `feature_names` are the input columns as read."""
 
     splits: datasets.DatasetDict
     feature_names: list[str]
@@ -58,6 +67,12 @@ class PreparedTable:
     target_std: float = 1.0
     cache_reused: bool = False
     seconds: float = 0.0
+    # the column plan learned on the training split (data/columns.py), JSON
+    plan: dict[str, Any] = field(default_factory=columns.empty_plan)
+    class_weights: list[float] | None = None  # data.class_weights=auto: per class, in the loss
+    # the splits' rows as read (the input columns and the encoded target): the input example,
+    # and baselines that train on the very same split (benchmarks/tables.py)
+    raw_splits: datasets.DatasetDict | None = field(default=None, repr=False)
 
     @property
     def num_features(self) -> int:
@@ -66,11 +81,12 @@ class PreparedTable:
     def split_sizes(self) -> dict[str, int]:
         return {name: len(self.splits[name]) for name in SPLITS}
 
-    def example_rows(self, count: int = 5) -> np.ndarray:
-        """A few raw test rows (float64 [count, features]): the registered model's input example."""
-        return np.asarray(
-            self.splits["test"].with_format("numpy")[:count]["features"], dtype=np.float64
-        )
+    def example_frame(self, count: int = 5) -> pd.DataFrame:
+        """A few test rows as read (the input columns): the registered model's input example."""
+        assert self.raw_splits is not None
+        test = self.raw_splits["test"]
+        rows = test.select(range(min(count, len(test))))
+        return rows.select_columns(self.feature_names).to_pandas()
 
 
 def target_kind(conf: dict[str, Any]) -> str:
@@ -90,41 +106,82 @@ def target_kind(conf: dict[str, Any]) -> str:
 
 
 def prepare_table(conf: dict[str, Any], kind: str) -> PreparedTable:
-    """Load, check, encode and split the table of a resolved `data` config section."""
+    """Load, check, encode and split the table of a resolved `data` config section.
+
+    Two cached `.map`s: the target is encoded first (the split is stratified on it), then, once
+    the column plan is learned on the training split (data/columns.py), every split's rows are
+    encoded into numeric inputs + category indices with that plan.
+    """
     if kind not in TARGET_KINDS:
         raise ValueError(f"target kind must be one of {TARGET_KINDS}, got {kind!r}")
     started = time.perf_counter()
     raw = load_source(conf)
     first = raw[next(iter(raw))]
     describe = describe_source(conf)
-    feature_names = _feature_columns(first, conf, describe)
     target = conf["target"]
-    _check_rows(raw, feature_names, target, describe)
-    class_values = _class_values(raw, target) if kind == "classes" else None
-    input_shape = _input_shape(conf.get("image_shape"), len(feature_names))
+    _require_column(first, target, "data.target", describe)
+    table_plan.check_declared(first, conf, describe)
+    candidates = table_plan.candidate_columns(first, conf)
+    if not candidates:
+        raise DataError(f"data.features: {describe} has no column besides the target {target!r}")
     cache_before = _cache_files(raw)
-    target_type = (
-        datasets.ClassLabel(names=[str(v) for v in class_values])
-        if class_values is not None
-        else datasets.Value("float32")
-    )
-    encoded = raw.map(
-        encode_rows,
+    raw = table_plan.drop_missing_target(raw, target, conf, describe)
+    if sum(len(split) for split in raw.values()) == 0:
+        raise DataError(f"data.path: {describe} has no rows")
+    table_plan.check_finite(raw, candidates, describe)
+    _check_target(raw, target, describe)
+    class_values = _class_values(raw, target) if kind == "classes" else None
+    targeted = raw.map(
+        encode_target,
         batched=True,
         batch_size=2048,
-        fn_kwargs={"feature_names": feature_names, "target": target, "class_values": class_values},
-        remove_columns=first.column_names,
+        fn_kwargs={"target": target, "class_values": class_values},
+        remove_columns=[target],
         features=datasets.Features(
             {
-                "features": datasets.List(datasets.Value("float32"), length=len(feature_names)),
-                "target": target_type,
+                **{c: first.features[c] for c in first.column_names if c != target},
+                TARGET_COLUMN: (
+                    datasets.ClassLabel(names=[str(v) for v in class_values])
+                    if class_values is not None
+                    else datasets.Value("float32")
+                ),
             }
         ),
-        desc="encode rows",
+        desc="encode the target",
     )
-    splits = _split(encoded, conf["val_fraction"], conf["test_fraction"], conf["seed"], kind)
+    raw_splits = _split(targeted, conf["val_fraction"], conf["test_fraction"], conf["seed"], kind)
+    plan = _learned_plan(raw_splits["train"], candidates, conf)
+    kinds = {c["name"] for kind in ("numeric", "dates", "categorical") for c in plan[kind]}
+    feature_names = [c for c in candidates if c in kinds]
+    numeric_width = len(columns.numeric_names(plan))
+    width = numeric_width + len(plan["categorical"])
+    try:
+        splits = datasets.DatasetDict(
+            {
+                name: split.with_format("arrow").map(
+                    encode_rows,
+                    batched=True,
+                    batch_size=2048,
+                    fn_kwargs={"plan": plan, "feature_names": feature_names},
+                    remove_columns=split.column_names,
+                    features=datasets.Features(
+                        {
+                            "features": datasets.List(datasets.Value("float32"), length=width),
+                            "target": split.features[TARGET_COLUMN],
+                        }
+                    ),
+                    desc=f"encode the {name} rows",
+                )
+                for name, split in raw_splits.items()
+            }
+        ).with_format(None)
+    except (
+        ValueError
+    ) as err:  # a value the plan cannot read in val/test (a date that does not parse)
+        raise DataError(f"data.features: {err}") from None
+    input_shape = _input_shape(conf.get("image_shape"), numeric_width, plan)
     train = splits["train"].with_format("numpy")[:]  # `[:]` reads whole columns in one batch
-    train_x = np.asarray(train["features"], dtype=np.float64)
+    train_x = np.asarray(train["features"], dtype=np.float64)[:, :numeric_width]
     train_y = np.asarray(train["target"], dtype=np.float64)
     std = train_x.std(axis=0)
     prepared = PreparedTable(
@@ -144,6 +201,9 @@ def prepare_table(conf: dict[str, Any], kind: str) -> PreparedTable:
         target_std=float(train_y.std()) if kind == "values" and train_y.std() > 1e-8 else 1.0,
         cache_reused=bool(cache_before) and _cache_files(raw) == cache_before,
         seconds=time.perf_counter() - started,
+        plan=plan,
+        class_weights=_class_weights(train_y, class_values, conf.get("class_weights", "none")),
+        raw_splits=raw_splits,
     )
     log.info(
         "data %s: %s rows (train/val/test), %d features, target %r (%s), digest %s, cache %s, %.2fs",
@@ -156,20 +216,67 @@ def prepare_table(conf: dict[str, Any], kind: str) -> PreparedTable:
         "reused" if prepared.cache_reused else "built",
         prepared.seconds,
     )
+    log.info("columns: %s", columns.describe_plan(plan))
     return prepared
 
 
-def encode_rows(
-    batch: dict[str, list], feature_names: list[str], target: str, class_values: list[Any] | None
+def _learned_plan(
+    train: datasets.Dataset, candidates: list[str], conf: dict[str, Any]
 ) -> dict[str, Any]:
-    """Batched `.map` function: stack feature columns into one float32 vector, encode the target."""
-    stacked = np.stack(
-        [np.asarray(batch[name], dtype=np.float32) for name in feature_names], axis=1
+    """The column plan of the training split, kept as JSON in the cache by what decides it (the
+    split's fingerprint, the columns and their declared kinds): a rerun skips reading the
+    training rows into pandas and learning again (most of a cached preparation's time)."""
+    key = json.dumps(
+        [PLAN_VERSION, train._fingerprint, candidates, conf.get("categorical"), conf.get("numeric")]
     )
+    path = Path(conf["cache_dir"]).expanduser() / "plans" / f"{_sha(key)}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    train_rows = train.select_columns(candidates).to_pandas()
+    kinds, excluded = table_plan.column_kinds(train_rows, candidates, conf)
+    plan = columns.learn_plan(train_rows, kinds, excluded)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(plan))
+    return plan
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def encode_target(
+    batch: dict[str, list], target: str, class_values: list[Any] | None
+) -> dict[str, Any]:
+    """Batched `.map` function: the target as a class index or a float32 value."""
     if class_values is None:
-        return {"features": stacked, "target": np.asarray(batch[target], dtype=np.float32)}
+        return {TARGET_COLUMN: np.asarray(batch[target], dtype=np.float32)}
     index = {value: i for i, value in enumerate(class_values)}
-    return {"features": stacked, "target": [index[v] for v in batch[target]]}
+    return {TARGET_COLUMN: [index[_class_key(v)] for v in batch[target]]}
+
+
+def encode_rows(batch: pa.Table, plan: dict[str, Any], feature_names: list[str]) -> dict[str, Any]:
+    """Batched `.map` function (Arrow batches): the plan's float32 vector of each row."""
+    frame = batch.select(feature_names).to_pandas()
+    return {
+        "features": columns.encode_frame(frame, plan),
+        "target": batch.column(TARGET_COLUMN).to_numpy(),
+    }
+
+
+def _class_key(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _class_weights(
+    train_y: np.ndarray, class_values: list[Any] | None, mode: str
+) -> list[float] | None:
+    """`data.class_weights=auto`: n / (classes · count) per class (scikit-learn's "balanced"),
+    so every class weighs the same in the loss; a class absent from training gets weight 1."""
+    if class_values is None or mode != "auto":
+        return None
+    counts = np.bincount(train_y.astype(np.int64), minlength=len(class_values))
+    weights = np.where(counts > 0, len(train_y) / (len(class_values) * np.maximum(counts, 1)), 1.0)
+    return [float(w) for w in weights]
 
 
 def _require_column(ds: datasets.Dataset, column: str, key: str, where: str) -> None:
@@ -179,49 +286,17 @@ def _require_column(ds: datasets.Dataset, column: str, key: str, where: str) -> 
         )
 
 
-def _feature_columns(ds: datasets.Dataset, conf: dict[str, Any], where: str) -> list[str]:
-    columns = ds.column_names
-    target = conf["target"]
-    _require_column(ds, target, "data.target", where)
-    wanted = conf.get("features") or [c for c in columns if c != target]
-    for column in wanted:
-        _require_column(ds, column, "data.features", where)
-    if not wanted:
-        raise DataError(f"data.features: {where} has no column besides the target {target!r}")
-    schema = ds.data.schema
-    for name in wanted:
-        kind = schema.field(name).type
-        if not (
-            pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
-        ):
-            raise DataError(
-                f"data.features: column {name!r} in {where} is not numeric ({kind}); "
-                "list numeric columns in data.features"
-            )
-    return list(wanted)
-
-
-def _check_rows(
-    raw: datasets.DatasetDict, feature_names: list[str], target: str, where: str
-) -> None:
-    """Reject empty data, missing values and non-finite numbers, naming the column."""
-    if sum(len(split) for split in raw.values()) == 0:
-        raise DataError(f"data.path: {where} has no rows")
+def _check_target(raw: datasets.DatasetDict, target: str, where: str) -> None:
+    """A target must be a finite value (rows without one were dropped or refused before)."""
     for split_name, split in raw.items():
-        for name, key in [*((f, "data.features") for f in feature_names), (target, "data.target")]:
-            column = split.data.column(name)
-            if column.null_count:
+        column = split.data.column(target)
+        if pa.types.is_floating(column.type):
+            bad = len(column) - pc.sum(pc.is_finite(column)).as_py()
+            if bad:
                 raise DataError(
-                    f"{key}: column {name!r} has {column.null_count} missing value(s) "
+                    f"data.target: column {target!r} has {bad} non-finite value(s) (inf/nan) "
                     f"in the {split_name} split of {where}"
                 )
-            if pa.types.is_floating(column.type):
-                bad = len(column) - pc.sum(pc.is_finite(column)).as_py()
-                if bad:
-                    raise DataError(
-                        f"{key}: column {name!r} has {bad} non-finite value(s) (inf/nan) "
-                        f"in the {split_name} split of {where}"
-                    )
 
 
 def _class_values(raw: datasets.DatasetDict, target: str) -> list[Any]:
@@ -238,9 +313,19 @@ def _class_values(raw: datasets.DatasetDict, target: str) -> list[Any]:
     return sorted(typed, key=lambda v: (str(type(v)), v))
 
 
-def _input_shape(image_shape: list[int] | None, num_features: int) -> tuple[int, ...]:
+def _input_shape(
+    image_shape: list[int] | None, num_features: int, plan: dict[str, Any]
+) -> tuple[int, ...]:
+    """The net's input: the numeric inputs and the categorical columns' embeddings side by side,
+    or the numbers reshaped to `data.image_shape` (all-numeric tables only)."""
+    embedded = sum(width for _, width in columns.embedding_sizes(plan))
     if image_shape is None:
-        return (num_features,)
+        return (num_features + embedded,)
+    if plan["categorical"] or plan["dates"]:
+        raise DataError(
+            "data.image_shape: reshapes numeric columns only; the table has categorical or date "
+            "columns (" + ", ".join(c["name"] for c in plan["categorical"] + plan["dates"]) + ")"
+        )
     if math.prod(image_shape) != num_features:
         raise DataError(
             f"data.image_shape: {list(image_shape)} holds {math.prod(image_shape)} values "
@@ -267,9 +352,9 @@ def _split(
             raise DataError(
                 f"data.val_fraction: the {name} split is empty; use more rows or other fractions"
             )
-    # write each split's rows contiguously once (cached like every other step), so loaders read
-    # a plain memory-mapped column instead of going through an index mapping per batch
-    return datasets.DatasetDict({"train": train, "val": val, "test": test}).flatten_indices()
+    # the encoding `.map` that follows writes each split's rows contiguously (cached), so loaders
+    # read a plain memory-mapped column instead of going through an index mapping per batch
+    return datasets.DatasetDict({"train": train, "val": val, "test": test})
 
 
 def _two_way(
@@ -277,7 +362,7 @@ def _two_way(
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
     try:
         parts = ds.train_test_split(
-            test_size=fraction, seed=seed, stratify_by_column="target" if stratify else None
+            test_size=fraction, seed=seed, stratify_by_column=TARGET_COLUMN if stratify else None
         )
     except ValueError:  # too few rows of some class to stratify: fall back to a plain shuffle split
         parts = ds.train_test_split(test_size=fraction, seed=seed)

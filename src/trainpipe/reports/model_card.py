@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from trainpipe.config.secrets import masked_config
 from trainpipe.plan import JobPlan
 from trainpipe.reports.card import ModelCard, render
 from trainpipe.reports.plots import learning_curves, save_png
@@ -57,7 +58,7 @@ def write_model_card(
         data=data_facts(plan),
         metrics=metrics,
         lineage=lineage_facts(plan.conf),
-        config_yaml=yaml.safe_dump(plan.conf, sort_keys=False),
+        config_yaml=yaml.safe_dump(masked_config(plan.conf), sort_keys=False),
         figures={name.replace("_", " "): f"{name}.png" for name in figures},
     )
     files.append(atomic_write_text(directory / CARD_FILE, render(card)))

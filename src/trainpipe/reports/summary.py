@@ -9,6 +9,8 @@ from trainpipe.fit_result import FitResult
 from trainpipe.plan import JobPlan
 from trainpipe.reports.terminal import ui_hint
 
+MAX_PER_CLASS_ROWS = 12
+
 
 def summary_rows(
     plan: JobPlan, job: Any, result: FitResult, registering: bool, unsent: int
@@ -22,8 +24,15 @@ def summary_rows(
         )
     best = dict(result.best_metrics)
     epoch = best.pop("epoch", None)
+    test = dict(result.test_metrics)
+    per_class = [k for k in test if "." in k]  # test/f1.<class>, …: shown for a few classes only
+    if len(per_class) > MAX_PER_CLASS_ROWS:
+        for key in per_class:
+            del test[key]
+        test["per class"] = f"{len(per_class)} metrics in the run (test/f1.<class>, …)"
     return {
         "task": f"{plan.task.name} ({plan.task_reason})",
+        "columns": plan.task.describe_data(plan.spec).facts.get("columns"),
         "data changed": data_change(plan),
         "run id": tracker.run_id
         or (
@@ -34,7 +43,7 @@ def summary_rows(
         "objective": result.objective,
         "best checkpoint": f"{result.best_path} (epoch {epoch})" if result.best_path else None,
         **{k: round(v, 4) for k, v in sorted(best.items())},
-        **{k: round(v, 4) for k, v in sorted(result.test_metrics.items())},
+        **{k: round(v, 4) if isinstance(v, float) else v for k, v in sorted(test.items())},
         "model": model,
         "output dir": str(output_dir),
         "tracking": f"{unsent} operation(s) waiting: trainpipe sync {output_dir}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from trainpipe.config.secrets import mask_passwords
 
 # MLflow's limit on a param value (6000 chars in MLflow >= 2.x)
 MAX_PARAM_LENGTH = 6000
@@ -16,14 +17,9 @@ REDACTED = "***"
 
 
 def redact_url(value: str) -> str:
-    """Drop a password from `scheme://user:password@host/...` URLs."""
-    parts = urlsplit(value)
-    if parts.password:
-        netloc = f"{parts.username}:{REDACTED}@{parts.hostname}" + (
-            f":{parts.port}" if parts.port else ""
-        )
-        return urlunsplit(parts._replace(netloc=netloc))
-    return value
+    """Drop the password of `scheme://user:password@host/...` URLs, also inside a longer text
+    (`data.uri=postgresql://…` on a command line)."""
+    return mask_passwords(value)
 
 
 def flatten(conf: dict[str, Any], prefix: str = "", drop_private: bool = False) -> dict[str, str]:

@@ -49,20 +49,54 @@ def build_net(
 
 
 class FeatureModel(nn.Module):
-    """standardise → reshape → net. Input float32 [batch, num_features]; output [batch, outputs]
-    on the model's scale (logits, or standardised target values: see `to_target_scale`)."""
+    """standardise the numeric inputs, embed the category indices → reshape → net.
+
+    Input float32 [batch, numeric inputs + categorical columns], as data/columns.py encodes raw
+    rows (for an all-numeric table: just the features); output [batch, outputs] on the model's
+    scale (logits, or standardised target values: see `to_target_scale`)."""
 
     def __init__(self, spec: dict[str, Any], from_file: bool = False) -> None:
         super().__init__()
         self.input_shape = tuple(spec["input_shape"])
         self.net = build_net(spec["net"], self.input_shape, spec["num_outputs"], from_file)
+        self.numeric_width = len(spec["feature_mean"])
+        self._init_embeddings(spec.get("embeddings", []))
         self.register_buffer("feature_mean", torch.tensor(spec["feature_mean"]))
         self.register_buffer("feature_std", torch.tensor(spec["feature_std"]))
         self.register_buffer("target_mean", torch.tensor(float(spec.get("target_mean", 0.0))))
         self.register_buffer("target_std", torch.tensor(float(spec.get("target_std", 1.0))))
+        weights = spec.get("class_weights")
+        # not persistent: a training setting, not a weight (packages of older models lack it)
+        self.register_buffer(
+            "class_weights", torch.tensor(weights) if weights else None, persistent=False
+        )
+
+    def _init_embeddings(self, sizes: list[list[int]]) -> None:
+        """An embedding per categorical column, sized from its cardinality (data/columns.py),
+        stored as the blocks of ONE table: column c owns rows offset[c] … and its first
+        width[c] dims. One lookup (and one backward) whatever the number of columns: a lookup
+        per column made a 3-column table's step ~15 % slower (benchmarks/tables.py)."""
+        self.embedding: nn.Embedding | None = None
+        if not sizes:
+            return
+        rows = [r for r, _ in sizes]
+        widths = [w for _, w in sizes]
+        self.embedding = nn.Embedding(sum(rows), max(widths))
+        offsets = [sum(rows[:c]) for c in range(len(rows))]
+        self.register_buffer("category_offsets", torch.tensor(offsets), persistent=False)
+        # in the [columns × max width] lookup, the positions of each column's own dims
+        keep = [c * max(widths) + d for c, w in enumerate(widths) for d in range(w)]
+        self.register_buffer("embedding_keep", torch.tensor(keep), persistent=False)
+        self.embedding_narrow = len(keep) < len(widths) * max(widths)
 
     def forward(self, features: Tensor) -> Tensor:
-        x = (features - self.feature_mean) / self.feature_std
+        x = (features[:, : self.numeric_width] - self.feature_mean) / self.feature_std
+        if self.embedding is not None:
+            indices = features[:, self.numeric_width :].long() + self.category_offsets
+            embedded = self.embedding(indices).flatten(1)
+            if self.embedding_narrow:
+                embedded = embedded.index_select(1, self.embedding_keep)
+            x = torch.cat([x, embedded], dim=1)
         return self.net(x.reshape(x.shape[0], *self.input_shape))
 
     def standardise_target(self, target: Tensor) -> Tensor:

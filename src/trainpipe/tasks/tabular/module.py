@@ -8,6 +8,7 @@ data is patched in later.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -19,6 +20,26 @@ from trainpipe.optim import clip_gradients, with_fused_default
 from trainpipe.tasks.tabular.model import FeatureModel
 
 EVAL_STAGES = ("val", "test")
+# per-class metrics are logged for at most this many classes (three metrics each)
+MAX_CLASSES_LOGGED = 50
+UNSAFE_METRIC_CHARS = re.compile(r"[^\w.\- ]")
+
+
+def class_metric_objects(head: Any, spec: dict[str, Any]) -> dict[str, Metric]:
+    """The head's per-class metrics (classification), or none (regression, too many classes)."""
+    make = getattr(head, "class_metrics", None)
+    if make is None or spec["num_outputs"] > MAX_CLASSES_LOGGED:
+        return {}
+    return make(spec)
+
+
+def per_class(spec: dict[str, Any], metrics: dict[str, Metric], prefix: str) -> dict[str, float]:
+    """`test/f1.<class>`, `test/precision.<class>`, … from computed per-class metrics."""
+    values = {}
+    for name, metric in metrics.items():
+        for label, value in zip(spec["class_values"], metric.compute().tolist(), strict=True):
+            values[f"{prefix}/{name}.{UNSAFE_METRIC_CHARS.sub('_', str(label))}"] = float(value)
+    return values
 
 
 class Head(Protocol):
@@ -59,6 +80,8 @@ class TabularModule(L.LightningModule):
         self.metrics = torch.nn.ModuleDict(
             {stage: torch.nn.ModuleDict(head.metrics(spec)) for stage in EVAL_STAGES}
         )
+        # per class (precision, recall, F1), on the test split only: imbalance shows there
+        self.class_metrics = torch.nn.ModuleDict(class_metric_objects(head, spec))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.model(features)
@@ -71,7 +94,9 @@ class TabularModule(L.LightningModule):
         self.log("train/loss", loss, on_step=True, batch_size=len(target))
         return loss
 
-    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
+    def _evaluate(
+        self, batch: tuple[torch.Tensor, torch.Tensor], stage: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         features, target = batch
         outputs = self.model(features)
         loss = self.head.loss(self.model, outputs, target)
@@ -80,12 +105,21 @@ class TabularModule(L.LightningModule):
         for name, metric in self.metrics[stage].items():
             metric.update(predictions, truth)
             self.log(f"{stage}/{name}", metric, on_epoch=True)
+        return predictions, truth
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+        predictions, truth = self._evaluate(batch, "test")
+        for metric in self.class_metrics.values():
+            metric.update(predictions, truth)
+
+    def on_test_epoch_end(self) -> None:
+        for name, value in per_class(self.spec, dict(self.class_metrics), "test").items():
+            self.log(name, value)
+        for metric in self.class_metrics.values():
+            metric.reset()
 
     def configure_optimizers(self) -> Any:
         parameters = list(self.parameters())

@@ -4,8 +4,10 @@ model package and the registered MLflow model.
 Input (what a user hands to `predict`):
 - a DataFrame: columns are matched by NAME (order does not matter, extra columns are ignored,
   a missing one is an error naming it);
-- a numpy array or a list of lists of any real dtype, columns in the training feature order;
+- a numpy array or a list of lists, columns in the training feature order;
 - a single row as a 1-D array or list.
+Values are raw, as in the training table: numbers, category strings or booleans, dates as
+strings or datetimes, missing values (None / NaN: imputed as in training).
 Output: class labels typed like the training target (ints stay ints), class probabilities
 (`params={"output": "probabilities"}`), or floats for regression.
 Batch scoring (`trainpipe predict`, `score`): a `prediction` column (label or value) and, for a
@@ -22,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trainpipe.data.columns import encode_frame, legacy_plan
 from trainpipe.errors import DataError
 from trainpipe.tasks.base import ScoreOptions
 from trainpipe.tasks.tabular.model import FeatureModel
@@ -36,6 +39,7 @@ class TabularPredictor:
         self.spec = spec
         self.model = model.eval()
         self.feature_names: list[str] = list(spec["feature_names"])
+        self.plan = spec.get("columns") or legacy_plan(self.feature_names, spec["feature_mean"])
 
     # -- loading ----------------------------------------------------------------------------
     @classmethod
@@ -62,10 +66,12 @@ class TabularPredictor:
 
     # -- predicting -------------------------------------------------------------------------
     def rows(self, model_input: Any) -> np.ndarray:
-        """Any accepted input → float32 [rows, features] in the training feature order.
+        """Any accepted input → float32 [rows, encoded inputs], through the column plan learned in
+        training (data/columns.py): categories to indices (unseen → unknown), missing numbers and
+        dates imputed with the training medians, dates parsed.
 
-        Refuses (ValueError naming the columns) what the model never saw in training: values that
-        are not numbers, and missing or non-finite ones — a prediction for them would be a guess.
+        Refuses (ValueError naming the column) what no statistic covers: a word in a numeric
+        column, an infinite number, a date that does not parse.
         """
         if isinstance(model_input, pd.DataFrame):
             missing = [name for name in self.feature_names if name not in model_input.columns]
@@ -74,9 +80,9 @@ class TabularPredictor:
                     f"input is missing feature column(s) {missing}; "
                     f"the model was trained on {self.feature_names}"
                 )
-            frame = model_input[self.feature_names]
+            frame = model_input[self.feature_names].reset_index(drop=True)
         else:
-            rows = np.asarray(model_input)
+            rows = np.asarray(model_input, dtype=object)
             if rows.ndim == 1:
                 rows = rows[None, :]
             if rows.ndim != 2 or rows.shape[1] != len(self.feature_names):
@@ -84,34 +90,9 @@ class TabularPredictor:
                     f"input has shape {rows.shape}; expected [rows, {len(self.feature_names)}] "
                     f"(features {self.feature_names})"
                 )
-            frame = pd.DataFrame(rows, columns=self.feature_names)
-        values = np.column_stack([self._numbers(frame, name) for name in self.feature_names])
-        bad = ~np.isfinite(values)
-        if bad.any():
-            hits = bad.any(axis=0)
-            columns = [name for name, hit in zip(self.feature_names, hits, strict=True) if hit]
-            rows_hit = np.flatnonzero(bad.any(axis=1))
-            raise ValueError(
-                f"input has missing or non-finite values (NaN/inf) in column(s) {columns} "
-                f"({len(rows_hit)} row(s), the first at position {rows_hit[0]}); the model was "
-                "trained without them: fill or drop those rows"
-            )
-        return values.astype(np.float32)
-
-    @staticmethod
-    def _numbers(frame: pd.DataFrame, name: str) -> np.ndarray:
-        """One feature column as float64; ValueError naming it if it holds something else."""
-        column = frame[name]
-        if pd.api.types.is_numeric_dtype(column.dtype):  # bool included
-            return column.to_numpy(dtype=np.float64, na_value=np.nan)
-        numbers = pd.to_numeric(column, errors="coerce")
-        strange = numbers.isna() & column.notna()
-        if strange.any():
-            example = column[strange].iloc[0]
-            raise ValueError(
-                f"input column {name!r} must hold numbers, got {example!r} (dtype {column.dtype})"
-            )
-        return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+            # object columns: numbers, words and dates as given; None reads as missing
+            frame = pd.DataFrame(rows, columns=self.feature_names).infer_objects()
+        return encode_frame(frame, self.plan)
 
     def outputs(self, rows: np.ndarray, device: str = "cpu") -> torch.Tensor:
         """The model's raw outputs (logits, or standardised values) for float32 rows."""
@@ -151,21 +132,32 @@ class TabularPredictor:
         return ["prediction", *extra]
 
     def score(self, frame: pd.DataFrame, options: ScoreOptions) -> dict[str, Any]:
-        if not options.skip_bad:
+        try:
             return self._score(frame, options)
-        numbers = frame[self.feature_names].apply(pd.to_numeric, errors="coerce")
-        good = np.isfinite(numbers.to_numpy(dtype=np.float64, na_value=np.nan)).all(axis=1)
+        except DataError:
+            if not options.skip_bad:
+                raise
+        # some rows cannot be read (a word in a numeric column, inf, a date that does not parse):
+        # find them one by one (only on this slow path) and give them None outputs
+        good = np.array([self._readable(frame.iloc[[i]]) for i in range(len(frame))], dtype=bool)
         columns = self._score(frame[good], options)
-        for name, values in columns.items():  # None where a row could not be read
+        for name, values in columns.items():
             full = np.full(len(frame), None, dtype=object)
             full[good] = np.asarray(values, dtype=object)
             columns[name] = full
         return columns
 
+    def _readable(self, row: pd.DataFrame) -> bool:
+        try:
+            self.rows(row)
+        except ValueError:
+            return False
+        return True
+
     def _score(self, frame: pd.DataFrame, options: ScoreOptions) -> dict[str, Any]:
         try:
             rows = self.rows(frame)
-        except ValueError as err:  # the input's fault (a column of text, NaN): named by rows()
+        except ValueError as err:  # the input's fault (a word, inf, a bad date): named by rows()
             raise DataError(str(err)) from None
         step = options.batch_size
         raw = (

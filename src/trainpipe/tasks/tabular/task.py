@@ -22,6 +22,7 @@ EXAMPLE_FILE = "input_example.json"
 # the model configs' `_target_`: the one builder of a table model (configs/model/mlp.yaml, cnn.yaml)
 BUILDER = "trainpipe.tasks.tabular.task.build_feature_module"
 FSDP2_STRATEGY = "FSDP2Strategy"
+TARGET_COLUMN = "__target__"  # the encoded target beside the raw columns (data/tables.py)
 MAX_NAMES_SHOWN = 12  # feature names listed on the model card; the rest are counted
 
 
@@ -67,7 +68,8 @@ class TabularTask:
 
     def describe_data(self, spec: dict[str, Any]) -> DataDescription:
         names = spec["feature_names"]
-        columns = [{"name": n, "type": "double", "required": True} for n in names]
+        kinds = column_types(spec)
+        columns = [{"name": n, "type": kinds.get(n, "double"), "required": True} for n in names]
         classes = spec.get("class_values")
         if classes is None:
             target_type = "double"
@@ -79,6 +81,10 @@ class TabularTask:
         facts = {"features": f"{len(names)}: {shown}{more}", "target": spec["target_name"]}
         if classes is not None:
             facts["classes"] = ", ".join(str(c) for c in classes)
+        if "columns" in spec:
+            from trainpipe.data.columns import describe_plan
+
+            facts["columns"] = describe_plan(spec["columns"])
         return DataDescription(columns, facts)
 
     def prepare(self, conf: dict[str, Any]) -> Any:
@@ -91,9 +97,14 @@ class TabularTask:
         return prepare_table(conf["data"], self.target_kind)
 
     def data_spec(self, prepared: Any) -> dict[str, Any]:
+        from trainpipe.data.columns import embedding_sizes
+
         spec: dict[str, Any] = {
             "task": self.name,
             "feature_names": prepared.feature_names,
+            # what each input column is and its training statistics (data/columns.py)
+            "columns": prepared.plan,
+            "embeddings": embedding_sizes(prepared.plan),
             "input_shape": list(prepared.input_shape),
             "feature_mean": prepared.feature_mean.tolist(),
             "feature_std": prepared.feature_std.tolist(),
@@ -104,6 +115,7 @@ class TabularTask:
                 **spec,
                 "num_outputs": len(prepared.class_values),
                 "class_values": prepared.class_values,
+                "class_weights": prepared.class_weights,
             }
         return {
             **spec,
@@ -129,7 +141,6 @@ class TabularTask:
         return {}  # epochs are short: validate at every epoch end, as configured
 
     def write_package(self, module: Any, prepared: Any, directory: Path) -> ModelPackage:
-        import pandas as pd
         from mlflow.models import infer_signature
         from safetensors.torch import save_file
 
@@ -140,8 +151,11 @@ class TabularTask:
         with atomic_path(directory / WEIGHTS_FILE) as tmp:
             save_file(weights, str(tmp))
         atomic_write_text(directory / SPEC_FILE, json.dumps(spec, indent=2))
-        example = pd.DataFrame(prepared.example_rows(), columns=prepared.feature_names)
-        atomic_write_text(directory / EXAMPLE_FILE, example.to_json(orient="split", index=False))
+        example = prepared.example_frame()
+        atomic_write_text(
+            directory / EXAMPLE_FILE,
+            example.to_json(orient="split", index=False, date_format="iso"),
+        )
         predictions = TabularPredictor(spec, module.model).predict(example)
         # No input schema on purpose: MLflow's column schema refuses numpy arrays and its tensor
         # schema refuses any dtype but float64; the predictor checks inputs itself, by name.
@@ -187,21 +201,26 @@ class TabularTask:
     def evaluate(
         self, predictor: Any, prepared: Any, batch_size: int, device: str
     ) -> dict[str, float]:
+        from trainpipe.tasks.tabular.module import class_metric_objects, per_class
+
         model = predictor.model
-        outputs, targets = _test_outputs(model, prepared, batch_size, device)
+        outputs, targets = _test_outputs(predictor, prepared, batch_size, device)
         metrics = {"test/loss": float(self.head.loss(model, outputs, targets))}
         predictions, truth = self.head.metric_inputs(model, outputs, targets)
         for name, metric in self.head.metrics(predictor.spec).items():
             metric.update(predictions, truth)
             metrics[f"test/{name}"] = float(metric.compute())
-        return metrics
+        per_class_metrics = class_metric_objects(self.head, predictor.spec)
+        for metric in per_class_metrics.values():
+            metric.update(predictions, truth)
+        return {**metrics, **per_class(predictor.spec, per_class_metrics, "test")}
 
     def figures(self, predictor: Any, prepared: Any) -> dict[str, Any]:
         """Classification: the confusion matrix; regression: predicted against true values."""
         from trainpipe.tasks.tabular import plots
 
         model = predictor.model
-        outputs, targets = _test_outputs(model, prepared, batch_size=1024, device="cpu")
+        outputs, targets = _test_outputs(predictor, prepared, batch_size=1024, device="cpu")
         predictions, truth = self.head.metric_inputs(model, outputs, targets)
         classes = predictor.spec.get("class_values")
         if classes is not None:
@@ -209,6 +228,14 @@ class TabularTask:
             return {"confusion_matrix": plots.confusion_matrix(truth, predictions, labels)}
         target = predictor.spec["target_name"]
         return {"predicted_vs_true": plots.predicted_vs_true(truth, predictions, target)}
+
+
+def column_types(spec: dict[str, Any]) -> dict[str, str]:
+    """MLflow dataset column types of the input columns (numbers are doubles)."""
+    plan = spec.get("columns") or {}
+    types = {c["name"]: "string" for c in plan.get("categorical", [])}
+    types.update({c["name"]: "datetime" for c in plan.get("dates", [])})
+    return types
 
 
 def build_feature_module(model_cfg: Any, spec: dict[str, Any], task: TabularTask) -> Any:
@@ -227,18 +254,36 @@ def build_feature_module(model_cfg: Any, spec: dict[str, Any], task: TabularTask
     return TabularModule(full_spec, task.head, optimizer, scheduler)
 
 
-def _test_outputs(model: Any, prepared: Any, batch_size: int, device: str) -> tuple[Any, Any]:
-    """(model outputs, targets) over the whole test split, in its order, on the CPU."""
+def _test_outputs(
+    predictor: Any, prepared: Any, batch_size: int, device: str
+) -> tuple[Any, Any]:
+    """(model outputs, targets) over the whole test split, in its order, on the CPU.
+
+    The rows are encoded with the MODEL's column plan: the prepared split was encoded with the
+    plan learned on this data's own training split, which differs when the model was trained on
+    other data (`trainpipe eval` of new rows, the promotion gate scoring two versions)."""
     import torch
 
     from trainpipe.data.loader import batch_loader
 
-    model = model.to(device).eval()
+    model = predictor.model.to(device).eval()
+    plan = predictor.spec.get("columns")
+    if plan is not None and prepared.raw_splits is not None and plan != prepared.plan:
+        raw = prepared.raw_splits["test"]
+        try:
+            rows = predictor.rows(raw.select_columns(predictor.feature_names).to_pandas())
+        except ValueError as err:
+            raise DataError(f"data.features: {err}") from None
+        batches: Any = zip(
+            torch.from_numpy(rows).split(batch_size),
+            torch.as_tensor(raw.with_format("numpy")[TARGET_COLUMN]).split(batch_size),
+            strict=True,
+        )
+    else:
+        batches = batch_loader(prepared.splits["test"], batch_size, shuffle=False, seed=0)
     outputs, targets = [], []
     with torch.inference_mode():
-        for features, target in batch_loader(
-            prepared.splits["test"], batch_size, shuffle=False, seed=0
-        ):
+        for features, target in batches:
             outputs.append(model(features.to(device)).float().cpu())
             targets.append(target)
     model.cpu()
