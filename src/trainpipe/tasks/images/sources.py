@@ -50,12 +50,15 @@ def scan_folder(root: Path) -> tuple[dict[str, list[tuple[str, str]]], int]:
         parts = {SPLIT_FOLDERS[p.name.lower()]: p for p in subfolders}
     else:
         parts = {"train": root}
-    splits, ignored = {}, 0
+    splits, ignored, empty = {}, 0, []
     for split, folder in parts.items():
-        rows, skipped = _class_images(folder)
+        rows, skipped, without = _class_images(folder)
         splits[split], ignored = rows, ignored + skipped
+        empty += without
     if not any(splits.values()):
         raise DataError(f"data.path: {root} has no images ({ignored} other file(s) ignored)")
+    if empty:
+        raise DataError(f"data.path: class folder {empty[0]} has no images")
     classes = {label for rows in splits.values() for _, label in rows}
     if len(classes) < 2:
         raise DataError(
@@ -65,8 +68,9 @@ def scan_folder(root: Path) -> tuple[dict[str, list[tuple[str, str]]], int]:
     return splits, ignored
 
 
-def _class_images(folder: Path) -> tuple[list[tuple[str, str]], int]:
-    rows, ignored = [], 0
+def _class_images(folder: Path) -> tuple[list[tuple[str, str]], int, list[Path]]:
+    """(image path, class) of each class folder's pictures, the other files, the empty folders."""
+    rows, ignored, empty = [], 0, []
     for entry in sorted(folder.iterdir()):
         if not entry.is_dir():
             ignored += 1  # a file beside the class folders belongs to no class
@@ -84,8 +88,8 @@ def _class_images(folder: Path) -> tuple[list[tuple[str, str]], int]:
                 else:
                     ignored += 1
         if not found:
-            raise DataError(f"data.path: class folder {entry} has no images")
-    return rows, ignored
+            empty.append(entry)
+    return rows, ignored, empty
 
 
 def load_image_folder(data: Mapping[str, Any]) -> datasets.DatasetDict:
