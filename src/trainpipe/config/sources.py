@@ -238,6 +238,8 @@ register(
 )
 register(
     BundledSource(
-        "digits_images", {"image": "trainpipe.tasks.images.sources:load_digits_images"}, origin="code"
+        "digits_images",
+        {"image": "trainpipe.tasks.images.sources:load_digits_images"},
+        origin="code",
     )
 )

@@ -134,7 +134,9 @@ def load_digits_images(data: Mapping[str, Any]) -> datasets.DatasetDict:
 
             bunch = load_digits()
             with atomic_dir(folder) as staging:
-                for number, (pixels, label) in enumerate(zip(bunch.images, bunch.target, strict=True)):
+                for number, (pixels, label) in enumerate(
+                    zip(bunch.images, bunch.target, strict=True)
+                ):
                     image = Image.fromarray((pixels * (255 / 16)).astype(np.uint8))
                     image = image.resize((DIGITS_IMAGE_SIDE,) * 2, Image.Resampling.BILINEAR)
                     (staging / str(label)).mkdir(exist_ok=True)
