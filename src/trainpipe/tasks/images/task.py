@@ -6,6 +6,7 @@ Imports no torch at module level (tasks/base.py): `validate` runs before torch i
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import json
 from pathlib import Path
@@ -41,6 +42,10 @@ class ImageTask:
                 "model",
                 f"model={model.get('name')} is not a model for images; task {self.name} trains "
                 "model=resnet",
+            )
+        if importlib.util.find_spec("torchvision") is None:
+            raise ConfigError(
+                "model", "model=resnet needs torchvision: pip install 'trainpipe[images]'"
             )
         if data["source"] == "images" and not isinstance(data.get("path"), str):
             raise ConfigError(
