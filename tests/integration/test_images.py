@@ -173,3 +173,52 @@ def test_killed_mid_epoch_with_augmenting_workers_resumes_bit_exactly(
     ]
     assert len(losses[0]) == STEPS and losses[0] == losses[1]
     assert client_for(workdir).get_run(second.info.run_id).info.status == "FINISHED"
+
+
+def bad_inputs(root: Path) -> None:
+    """The folders and files of the bad-input cases, under `root`."""
+    from PIL import Image
+
+    from tests.images_data import picture
+
+    good = write_folder(root / "good", per_class=2)
+    broken = write_folder(root / "broken", per_class=2)
+    (broken / "blue" / "cut.png").write_bytes((good / "blue" / "000.png").read_bytes()[:60])
+    lonely = root / "lonely" / "cats"
+    lonely.mkdir(parents=True)
+    Image.fromarray(picture(COLOURS["red"], 0)).save(lonely / "a.png")
+    (write_folder(root / "hollow", per_class=2) / "grey").mkdir()
+    (root / "notes" / "a").mkdir(parents=True)
+    (root / "notes" / "a" / "x.txt").write_text("not a picture")
+    rows = ["image,label", "good/red/000.png,red", "good/blue/000.png,", "good/green/000.png,green"]
+    (root / "rows.csv").write_text("\n".join(rows) + "\n")
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, root / "imagenet.pt")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["data.path=broken"], "data.path: cannot decode image /"),
+        (["data.path=lonely"], "has a single class (cats)"),
+        (["data.path=hollow"], "hollow/grey has no images"),
+        (["data.path=notes"], "has no images (1 other file(s) ignored)"),
+        (["data.source=csv", "data.path=rows.csv"], "data.target: column 'label' has 1 missing"),
+        (["data.path=good", "data.image_size=0"], "data.image_size: must be an int >= 1, got 0"),
+        (
+            ["data.path=good", "model.weights=imagenet.pt"],
+            "model.weights: tensor 'conv1.weight' has shape [64, 3, 7, 7]",
+        ),
+    ],
+)
+def test_bad_pictures_and_settings_exit_2_with_one_line_and_write_nothing(
+    empty_workdir: Path, args: list[str], needle: str
+) -> None:
+    bad_inputs(empty_workdir)
+    result = run_cli(["train", "data=images", "model=resnet", *args], cwd=empty_workdir)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], result.stderr[-2000:]
+    if "cannot decode" in needle:
+        assert "broken/blue/cut.png" in lines[0]  # names the file
+    assert not (empty_workdir / "outputs").exists()
+    assert not (empty_workdir / "mlflow.db").exists()
