@@ -198,7 +198,7 @@ def bad_inputs(root: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["data.path=broken"], "data.path: cannot decode image /"),
+        (["data.path=broken"], "data.path: cannot decode image blue/cut.png: "),
         (["data.path=lonely"], "has a single class (cats)"),
         (["data.path=hollow"], "hollow/grey has no images"),
         (["data.path=notes"], "has no images (1 other file(s) ignored)"),
@@ -218,7 +218,5 @@ def test_bad_pictures_and_settings_exit_2_with_one_line_and_write_nothing(
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], result.stderr[-2000:]
-    if "cannot decode" in needle:
-        assert "broken/blue/cut.png" in lines[0]  # names the file
     assert not (empty_workdir / "outputs").exists()
     assert not (empty_workdir / "mlflow.db").exists()

@@ -59,13 +59,13 @@ def decode_rows(batch: dict[str, list], size: int) -> dict[str, list]:
     decoded gets zeros and its reason in `bad` (the caller stops or leaves it out)."""
     pixels, bad = [], []
     blank = np.zeros(size * size * 3, dtype=np.uint8)
-    for value in batch["image"]:
+    for value, file in zip(batch["image"], batch["file"], strict=True):
         try:
             pixels.append(fit_square(open_image(value), size).reshape(-1))
             bad.append("")
         except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for corrupt files
             pixels.append(blank)
-            name = value.get("path") or "an image given as bytes"
+            name = file or value.get("path") or "an image given as bytes"
             bad.append(f"{name}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
     return {"features": pixels, "target": batch["label"], "bad": bad}
 

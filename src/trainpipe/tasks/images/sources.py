@@ -33,8 +33,13 @@ DIGITS_IMAGE_SIDE = 32
 
 
 def _features(classes: list[str]) -> datasets.Features:
+    # `file`: where the picture came from, for messages (saving embeds the bytes in the index)
     return datasets.Features(
-        {"image": datasets.Image(decode=False), "label": datasets.ClassLabel(names=classes)}
+        {
+            "image": datasets.Image(decode=False),
+            "label": datasets.ClassLabel(names=classes),
+            "file": datasets.Value("string"),
+        }
     )
 
 
@@ -107,7 +112,11 @@ def load_image_folder(data: Mapping[str, Any]) -> datasets.DatasetDict:
                 index = datasets.DatasetDict(
                     {
                         split: datasets.Dataset.from_dict(
-                            {"image": [p for p, _ in rows], "label": [c for _, c in rows]},
+                            {
+                                "image": [p for p, _ in rows],
+                                "label": [c for _, c in rows],
+                                "file": [str(Path(p).relative_to(root)) for p, _ in rows],
+                            },
                             features=_features(classes),
                         )
                         for split, rows in splits.items()
@@ -214,8 +223,9 @@ def _image_rows(
     named: bool,
     base: str | None,
 ) -> dict[str, list]:
-    images = []
+    images, files = [], []
     for value in batch[image_column]:
+        files.append(value if isinstance(value, str) else "")
         if isinstance(value, str):  # a path, relative to the table's folder
             path = Path(value).expanduser()
             images.append(
@@ -230,4 +240,4 @@ def _image_rows(
             images.append({"path": None, "bytes": bytes(value)})
     index = {name: i for i, name in enumerate(classes)}
     labels = [index[str(v)] for v in batch[target]] if named else list(batch[target])
-    return {"image": images, "label": labels}
+    return {"image": images, "label": labels, "file": files}
