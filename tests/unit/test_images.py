@@ -189,3 +189,55 @@ def test_fine_tuning_weights_must_fit_and_keep_a_new_head(tmp_path: Path) -> Non
         torch.save(shallow, tmp_path / "partial.pt")
         load_backbone(ImageNet(spec()), tmp_path / "partial.pt")
     assert json.loads(json.dumps(spec()))["net"]["depth"] == 18
+
+
+def image_data(tmp_path: Path, **data: object) -> dict:
+    """A resolved `data` section of image data (configs/data/images.yaml), for TASK.prepare."""
+    return {
+        "name": "pics", "kind": "image", "source": "images", "image_column": "image",
+        "target": "label", "image_size": SIZE, "augment": True, "crop_scale": 0.5, "hflip": 0.5,
+        "skip_bad_images": False, "val_fraction": 0.2, "test_fraction": 0.2, "batch_size": 4,
+        "num_workers": 0, "num_proc": 1, "seed": 0, "cache_dir": str(tmp_path / "cache"), **data,
+    }  # fmt: skip
+
+
+def test_a_table_with_an_image_column_of_paths_or_bytes_is_image_data(tmp_path: Path) -> None:
+    from trainpipe.tasks.images import TASK
+
+    root = write_folder(tmp_path / "pics", per_class=5)
+    files = sorted(root.glob("*/*.*g"))
+    table = pd.DataFrame({"file": [str(f.relative_to(root)) for f in files]})
+    table["kind"] = [f.parent.name for f in files]
+    table.to_csv(root / "index.csv", index=False)
+    by_path = TASK.prepare(
+        {"data": image_data(tmp_path, source="csv", path=str(root / "index.csv"),
+                            image_column="file", target="kind")}
+    )  # fmt: skip
+    assert by_path.classes == sorted(COLOURS) and sum(by_path.split_sizes().values()) == 15
+    table["file"] = [f.read_bytes() for f in files]
+    table.to_parquet(tmp_path / "inline.parquet")
+    by_bytes = TASK.prepare(
+        {"data": image_data(tmp_path, source="parquet", path=str(tmp_path / "inline.parquet"),
+                            image_column="file", target="kind")}
+    )  # fmt: skip
+    assert by_bytes.split_sizes() == by_path.split_sizes()
+    assert by_bytes.mean == by_path.mean  # the same pictures, decoded the same way
+    first = by_path.splits["train"].with_format("numpy")[0]
+    expected = [fit_square(open_image(f), SIZE).reshape(-1) for f in files]
+    assert any(np.array_equal(first["features"], e) for e in expected)
+
+
+def test_fine_tuning_freezes_the_backbone_or_gives_it_a_smaller_learning_rate() -> None:
+    import functools
+
+    from trainpipe.tasks.images.module import ImageModule
+
+    optimizer = functools.partial(torch.optim.AdamW, lr=0.01)
+    frozen = ImageModule(spec(freeze_backbone=True), optimizer, None, ImageNet(spec()))
+    (group,) = frozen.configure_optimizers().param_groups
+    assert len(group["params"]) == 2  # the head's weight and bias only
+    assert not frozen.model.resnet.conv1.weight.requires_grad
+    scaled = ImageModule(spec(backbone_lr_scale=0.1), optimizer, None, ImageNet(spec()))
+    backbone, head = scaled.configure_optimizers().param_groups
+    assert backbone["lr"] == pytest.approx(0.001) and head["lr"] == 0.01
+    assert len(backbone["params"]) + len(head["params"]) == len(list(scaled.parameters()))
