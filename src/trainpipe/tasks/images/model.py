@@ -41,11 +41,14 @@ class ImageNet(nn.Module):
                 resnet.maxpool = nn.Identity()
         self.resnet = resnet
         self.depth = net["depth"]
+        self.channels_last = False  # set on a GPU (module.py): inputs converted to match
         # buffers: saved with the weights (safetensors), moved with the module, never trained
         self.register_buffer("mean", torch.tensor(spec["mean"]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(spec["std"]).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.resnet((images - self.mean) / self.std)
 
     def head_parameters(self) -> list[nn.Parameter]:

@@ -37,11 +37,31 @@ class ImageHead(ClassificationHead):
 
 
 class ImageModule(TabularModule):
-    def __init__(self, spec: dict[str, Any], optimizer: Any, scheduler: Any, net: Any) -> None:
+    def __init__(
+        self, spec: dict[str, Any], optimizer: Any, scheduler: Any, net: Any, compile: Any = False
+    ) -> None:
         super().__init__(spec, ImageHead(), optimizer, scheduler, model=net)
+        self.compile_setting = compile  # auto: on when training on a CUDA device
+        self._configured = False
         if spec["net"]["freeze_backbone"]:
             for parameter in net.backbone_parameters():
                 parameter.requires_grad_(False)
+
+    def configure_model(self) -> None:
+        """The GPU path the language model takes too: on CUDA, channels_last weights and inputs
+        (cuDNN's fastest convolution layout under bf16) and `torch.compile` (`model.compile`).
+        In place (`Module.compile`): the state dict keeps its names, so checkpoints and the
+        registered weights are the same whether compiled or not."""
+        if self._configured:
+            return
+        self._configured = True
+        trainer = self._trainer
+        cuda = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        if cuda:
+            self.model.to(memory_format=torch.channels_last)
+            self.model.channels_last = True
+        if self.compile_setting == "auto" and cuda or self.compile_setting is True:
+            self.model.compile()
 
     def parameter_groups(self) -> Any:
         net = self.spec["net"]

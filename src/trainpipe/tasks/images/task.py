@@ -249,7 +249,9 @@ def build_image_module(model_cfg: Any, spec: dict[str, Any], task: ImageTask) ->
     scheduler = model_cfg.get("scheduler")
     if scheduler is not None:
         scheduler = instantiate_checked(scheduler, "model.scheduler")
-    return ImageModule(full_spec, optimizer, scheduler, net)
+    return ImageModule(
+        full_spec, optimizer, scheduler, net, compile=model_cfg.get("compile", False)
+    )
 
 
 def test_outputs(model: Any, prepared: Any, batch_size: int, device: str) -> tuple[Any, Any]:
