@@ -91,6 +91,11 @@ by_base64 = model.predict(pd.DataFrame({{"image": encoded}}))
 print(json.dumps({{"path": by_path["label"].tolist(), "b64": by_base64["label"].tolist(),
                    "probabilities": by_path["probabilities"].tolist()}}))
 """
+    evaluated = run_cli(["eval", "model_uri=models:/pics/1"], cwd=workdir)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    (eval_run,) = runs_of(workdir, "evaluation")
+    # the registered model scores the test split as the training run's best checkpoint did
+    assert eval_run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
     answer = run_without_pickle(script, workdir)  # pickle refused: safetensors + JSON only
     assert answer["path"] == answer["b64"]
     truth = [Path(p).parent.name for p in paths]
