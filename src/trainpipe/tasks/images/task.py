@@ -99,7 +99,7 @@ class ImageTask:
             from trainpipe.tasks.images.model import build_net, load_backbone
 
             load_backbone(
-                build_net(self._full_spec(self.data_spec(prepared), model)), model["weights"]
+                build_net(self.full_spec(self.data_spec(prepared), model)), model["weights"]
             )
         return prepared
 
@@ -116,7 +116,7 @@ class ImageTask:
         }
 
     @staticmethod
-    def _full_spec(spec: dict[str, Any], model_cfg: Any) -> dict[str, Any]:
+    def full_spec(spec: dict[str, Any], model_cfg: Any) -> dict[str, Any]:
         from trainpipe.tasks.images.model import uses_small_stem
 
         net = {
@@ -241,7 +241,7 @@ def build_image_module(model_cfg: Any, spec: dict[str, Any], task: ImageTask) ->
     from trainpipe.tasks.images.model import build_net, load_backbone
     from trainpipe.tasks.images.module import ImageModule
 
-    full_spec = task._full_spec(spec, model_cfg)
+    full_spec = task.full_spec(spec, model_cfg)
     net = build_net(full_spec)
     if model_cfg.get("weights"):
         load_backbone(net, model_cfg["weights"])
