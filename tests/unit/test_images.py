@@ -225,6 +225,11 @@ def test_a_table_with_an_image_column_of_paths_or_bytes_is_image_data(tmp_path: 
     first = by_path.splits["train"].with_format("numpy")[0]
     expected = [fit_square(open_image(f), SIZE).reshape(-1) for f in files]
     assert any(np.array_equal(first["features"], e) for e in expected)
+    # the digest covers the pictures a table points to, not only the table file
+    Image.fromarray(picture(COLOURS["red"], seed=99)).save(files[0])
+    again = TASK.prepare({"data": image_data(tmp_path, source="csv", path=str(root / "index.csv"),
+                                             image_column="file", target="kind")})  # fmt: skip
+    assert again.digest != by_path.digest
 
 
 def test_fine_tuning_freezes_the_backbone_or_gives_it_a_smaller_learning_rate() -> None:

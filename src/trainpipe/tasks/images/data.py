@@ -8,9 +8,11 @@ conversion to floats happen per batch in the loader (transforms.py), not here.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -56,18 +58,22 @@ class PreparedImages:
 
 def decode_rows(batch: dict[str, list], size: int) -> dict[str, list]:
     """Batched `.map` function: each picture → uint8 [size·size·3]; a picture that cannot be
-    decoded gets zeros and its reason in `bad` (the caller stops or leaves it out)."""
-    pixels, bad = [], []
+    decoded gets zeros and its reason in `bad` (the caller stops or leaves it out). `sha256`: of
+    the picture's bytes, so the data's digest covers the pictures a table points to."""
+    pixels, bad, digests = [], [], []
     blank = np.zeros(size * size * 3, dtype=np.uint8)
     for value, file in zip(batch["image"], batch["file"], strict=True):
         try:
-            pixels.append(fit_square(open_image(value), size).reshape(-1))
+            raw = value.get("bytes") or Path(value["path"]).read_bytes()
+            pixels.append(fit_square(open_image(raw), size).reshape(-1))
             bad.append("")
+            digests.append(hashlib.sha256(raw).hexdigest())
         except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for corrupt files
-            pixels.append(blank)
             name = file or value.get("path") or "an image given as bytes"
+            pixels.append(blank)
             bad.append(f"{name}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
-    return {"features": pixels, "target": batch["label"], "bad": bad}
+            digests.append("")  # left out (or the job stops): nothing of it is trained on
+    return {"features": pixels, "target": batch["label"], "bad": bad, "sha256": digests}
 
 
 def prepare_images(data: dict[str, Any]) -> PreparedImages:
@@ -89,6 +95,7 @@ def prepare_images(data: dict[str, Any]) -> PreparedImages:
                 "features": datasets.List(datasets.Value("uint8"), length=size * size * 3),
                 "target": datasets.ClassLabel(names=classes),
                 "bad": datasets.Value("string"),
+                "sha256": datasets.Value("string"),
             }
         ),
         desc="decode images",
@@ -101,7 +108,8 @@ def prepare_images(data: dict[str, Any]) -> PreparedImages:
             batched=True,
             desc="leave out bad images",
         )
-    decoded = decoded.remove_columns("bad")
+    digest = _content_digest(source_digest(data, raw), decoded)
+    decoded = decoded.remove_columns(["bad", "sha256"])
     splits = _split(decoded, data["val_fraction"], data["test_fraction"], data["seed"], "classes")
     mean, std = channel_stats(splits["train"], size)
     prepared = PreparedImages(
@@ -110,7 +118,7 @@ def prepare_images(data: dict[str, Any]) -> PreparedImages:
         image_size=size,
         mean=mean,
         std=std,
-        digest=source_digest(data, raw),
+        digest=digest,
         split_digest=_split_digest(splits),
         source=describe_source(data),
         image_column=data["image_column"],
@@ -147,6 +155,16 @@ def _check_decoded(decoded: datasets.DatasetDict, skip: bool) -> int:
             )
         count += len(failed)
     return count
+
+
+def _content_digest(source: str, decoded: datasets.DatasetDict) -> str:
+    """The source's digest and every picture's bytes (a table's digest alone covers the table
+    file, not the pictures its paths point to)."""
+    blob = hashlib.sha256(source.encode())
+    for name in sorted(decoded):
+        for chunk in decoded[name].data.column("sha256").chunks:
+            blob.update("".join(chunk.to_pylist()).encode())
+    return blob.hexdigest()[:16]
 
 
 def channel_stats(split: datasets.Dataset, size: int) -> tuple[list[float], list[float]]:

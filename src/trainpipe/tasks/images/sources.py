@@ -6,12 +6,14 @@ the bytes) and a `label` column (ClassLabel), written to the cache so the decodi
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
 from filelock import FileLock
 
 from trainpipe.config.sources import source_of
@@ -199,20 +201,46 @@ def _labelled(
         )
     if isinstance(first.features[image_column], datasets.Image):
         raw = raw.cast_column(image_column, datasets.Image(decode=False))
-    return raw.map(
-        _image_rows,
-        batched=True,
-        fn_kwargs={
-            "image_column": image_column,
-            "target": target,
-            "classes": classes,
-            "named": not isinstance(label_feature, datasets.ClassLabel),
-            "base": str(base) if base is not None else None,
-        },
-        remove_columns=first.column_names,
-        features=_features(classes),
-        desc="index images",
+    kwargs = {
+        "image_column": image_column,
+        "target": target,
+        "classes": classes,
+        "named": not isinstance(label_feature, datasets.ClassLabel),
+        "base": str(base) if base is not None else None,
+    }
+    return datasets.DatasetDict(
+        {
+            name: split.map(
+                _image_rows,
+                batched=True,
+                fn_kwargs=kwargs,
+                remove_columns=first.column_names,
+                features=_features(classes),
+                # the table's fingerprint says nothing of the files its paths name: without
+                # theirs, a changed picture would be served from the cache of the old one
+                new_fingerprint=_files_fingerprint(split, image_column, base),
+                desc="index images",
+            )
+            for name, split in raw.items()
+        }
     )
+
+
+def _files_fingerprint(split: datasets.Dataset, image_column: str, base: Path | None) -> str:
+    """The split's fingerprint and the size and mtime of every file its path column names (as
+    `datasets` fingerprints data files); bytes inside the table are covered by the table's."""
+    digest = hashlib.sha256(f"{split._fingerprint}:{image_column}".encode())
+    column = split.data.column(image_column)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        for value in column.to_pylist():
+            path = Path(value).expanduser()
+            path = path if path.is_absolute() or base is None else base / path
+            try:
+                stat = path.stat()
+                digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(f"{path}:missing\n".encode())  # named when it is decoded
+    return digest.hexdigest()[:16]
 
 
 def _image_rows(
