@@ -77,6 +77,10 @@ def test_a_folder_trains_and_registers_a_model_that_takes_what_users_have(
     assert run.data.tags.get("mlflow.runName") == "pics"
     card = workdir / JOB_DIR / "model" / "model_card"
     assert (card / "confusion_matrix.png").is_file() and (card / "misclassified.png").is_file()
+    assert (
+        "1 undecodable image(s) (data.skip_bad_images), 1 non-image file(s)"
+        in (card / "model_card.md").read_text()
+    )
     spec = json.loads((workdir / JOB_DIR / "model" / "spec.json").read_text())
     assert spec["classes"] == sorted(COLOURS) and spec["image_size"] == 8
     assert len(spec["mean"]) == 3 and all(0 < s < 1 for s in spec["std"])

@@ -84,6 +84,12 @@ class ImageTask:
             + "; std "
             + ", ".join(f"{v:.3f}" for v in spec["std"]),
         }
+        left_out = spec.get("skipped_images", 0), spec.get("ignored_files", 0)
+        if any(left_out):
+            facts["left out"] = (
+                f"{left_out[0]} undecodable image(s) (data.skip_bad_images), "
+                f"{left_out[1]} non-image file(s)"
+            )
         return DataDescription(columns, facts)
 
     def prepare(self, conf: dict[str, Any]) -> Any:
@@ -113,6 +119,9 @@ class ImageTask:
             "std": prepared.std,
             "image_column": prepared.image_column,
             "target_name": prepared.target_name,
+            # what the data had besides the training pictures (the model card's data facts)
+            "skipped_images": prepared.skipped_images,
+            "ignored_files": prepared.ignored_files,
         }
 
     @staticmethod
