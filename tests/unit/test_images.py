@@ -246,3 +246,44 @@ def test_fine_tuning_freezes_the_backbone_or_gives_it_a_smaller_learning_rate() 
     backbone, head = scaled.configure_optimizers().param_groups
     assert backbone["lr"] == pytest.approx(0.001) and head["lr"] == 0.01
     assert len(backbone["params"]) + len(head["params"]) == len(list(scaled.parameters()))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["experiment=digits_images"],
+        ["experiment=cifar10_resnet18", "trainer=gpu"],
+        ["data=images", "data.path=pics", "model=resnet", "model.depth=50"],
+        ["data=images", "data.source=csv", "data.path=t.csv", "model=resnet"],
+    ],
+)
+def test_the_image_configs_compose_and_pass_the_task_rules(overrides: list[str]) -> None:
+    from trainpipe.config.compose import compose
+    from trainpipe.config.validate import validate
+    from trainpipe.tasks import check_config, resolve_task
+
+    conf = validate(compose("train", overrides), "train")
+    check_config(conf)
+    task, reason = resolve_task(conf)
+    assert task.name == "image_classification" and reason == "inferred: image data"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["model=mlp"], "model: model=mlp is not a model for images"),
+        (["model=resnet", "model.freeze_backbone=true"], "needs trained weights"),
+        (["model=resnet", "model.depth=20"], "model.depth: must be one of 18, 34, 50"),
+        (["model=resnet", "data.crop_scale=0"], "data.crop_scale: must be a number > 0"),
+    ],
+)
+def test_image_config_mistakes_are_config_errors(overrides: list[str], needle: str) -> None:
+    from trainpipe.config.compose import compose
+    from trainpipe.config.validate import validate
+    from trainpipe.tasks import check_config
+
+    with pytest.raises(ConfigError) as caught:
+        check_config(
+            validate(compose("train", ["data=images", "data.path=p", *overrides]), "train")
+        )
+    assert needle in str(caught.value)
