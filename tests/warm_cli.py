@@ -49,6 +49,10 @@ WARM_MODULES = (
     "trainpipe.tasks.lm.module",
     "trainpipe.tasks.lm.predictor",
     "trainpipe.tasks.lm.sampling",
+    # image classification: torchvision (~3 s to import) and the task's torch-side modules
+    "trainpipe.tasks.images.module",
+    "trainpipe.tasks.images.predictor",
+    "trainpipe.tasks.images.data",
     "trainpipe.tracking.mlflow_tracker",
     "trainpipe.data.tables",
     "trainpipe.data.tokens",

@@ -112,9 +112,7 @@ def test_the_ui_opens_on_training_runs_and_shows_best_val_a_description_and_syst
         assert f"system/{key}" in metrics, key
 
 
-def test_the_model_version_description_is_the_model_card_with_its_plots(
-    workdir: Path, run
-) -> None:
+def test_the_model_version_description_is_the_model_card_with_its_plots(workdir: Path, run) -> None:
     client = client_for(workdir)
     version = client.get_model_version("rows", "1")
     description, run_id = version.description, run.info.run_id

@@ -235,7 +235,9 @@ def test_the_exported_tokenizer_loads_in_transformers_and_gives_our_generators_l
     theirs = transformers.AutoTokenizer.from_pretrained(out)
     encoded = theirs(prompt, return_tensors="pt")
     assert encoded.input_ids[0].tolist() == ours
-    assert theirs.bos_token_id == eot == json.loads((out / "config.json").read_text())["bos_token_id"]
+    assert (
+        theirs.bos_token_id == eot == json.loads((out / "config.json").read_text())["bos_token_id"]
+    )
     hf_model = transformers.GPT2LMHeadModel.from_pretrained(
         out, attn_implementation="eager", dtype=torch.float32
     ).eval()

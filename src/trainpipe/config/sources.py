@@ -106,6 +106,20 @@ class BundledSource(Source):
         return _digest([DIGITS_VERSION, _version("scikit-learn")])
 
 
+class ImageFolderSource(Source):
+    """A folder of pictures, one sub-folder per class: its digest covers every file's bytes and
+    its path inside the folder (a picture moved to another class folder is other data)."""
+
+    def digest(self, data: Mapping[str, Any]) -> str:
+        root = Path(os.path.expanduser(str(data.get("path"))))
+        return _digest(
+            [
+                f"{p.relative_to(root) if p.is_relative_to(root) else p.name}:{file_digest(p)}"
+                for p in self.files(data)
+            ]
+        )
+
+
 class StdlibSource(Source):
     """This interpreter's standard library source, one document per *.py file."""
 
@@ -239,16 +253,20 @@ def _version(package: str) -> str:
 
 
 TABLE_FILES = "trainpipe.data.sources:load_table_files"
+# `image` data: pictures and their labels (tasks/images/data.py); a table serves it when one of
+# its columns holds the images (paths relative to the table, or the bytes)
+IMAGE_TABLE = "trainpipe.tasks.images.sources:load_image_table"
 register(BundledSource("digits", {"table": "trainpipe.data.sources:load_digits"}, origin="code"))
-register(Source("csv", {"table": TABLE_FILES}, key="data.path"))
-register(Source("parquet", {"table": TABLE_FILES}, key="data.path"))
-register(Source("json", {"table": TABLE_FILES}, key="data.path"))
+register(Source("csv", {"table": TABLE_FILES, "image": IMAGE_TABLE}, key="data.path"))
+register(Source("parquet", {"table": TABLE_FILES, "image": IMAGE_TABLE}, key="data.path"))
+register(Source("json", {"table": TABLE_FILES, "image": IMAGE_TABLE}, key="data.path"))
 register(
     Source(
         "hub",
         {
             "table": "trainpipe.data.sources:load_hub_rows",
             "text": "trainpipe.data.text:hub_documents",
+            "image": "trainpipe.tasks.images.sources:load_hub_images",
         },
         key="data.name",
         digest_after_load=True,
@@ -260,3 +278,15 @@ register(
 )
 register(Source("text", {"text": "trainpipe.data.text:read_text_files"}, key="data.path"))
 register(StdlibSource("stdlib", {"text": "trainpipe.data.text:stdlib_documents"}, origin="code"))
+register(
+    ImageFolderSource(
+        "images", {"image": "trainpipe.tasks.images.sources:load_image_folder"}, key="data.path"
+    )
+)
+register(
+    BundledSource(
+        "digits_images",
+        {"image": "trainpipe.tasks.images.sources:load_digits_images"},
+        origin="code",
+    )
+)

@@ -1,4 +1,5 @@
-"""Tasks, registered by name: `task: classification | regression | lm` (or `auto`) in the config.
+"""Tasks, registered by name: `task: classification | regression | lm | image_classification` (or
+`auto`) in the config.
 
 Each task is a package exposing `TASK` (see tasks/base.py for the interface). Packages are
 imported only when a task is used, and import no torch, so a task's config rules run before
@@ -32,7 +33,11 @@ TASKS = {
     "classification": "trainpipe.tasks.classification",
     "regression": "trainpipe.tasks.regression",
     "lm": "trainpipe.tasks.lm",
+    "image_classification": "trainpipe.tasks.images",
 }
+# the task `task: auto` picks for a kind of data that only one task learns from; a table's task
+# depends on its target (resolve_task)
+KIND_TASKS = {"text": "lm", "image": "image_classification"}
 
 
 def get_task(name: str) -> Task:
@@ -48,7 +53,7 @@ def config_task(conf: dict[str, Any]) -> Task:
     name = conf["task"]
     if name != "auto":
         return get_task(name)
-    return get_task("lm" if conf["data"]["kind"] == "text" else "classification")
+    return get_task(KIND_TASKS.get(conf["data"]["kind"], "classification"))
 
 
 def check_config(conf: dict[str, Any]) -> None:
@@ -68,14 +73,15 @@ def model_task(model: dict[str, Any]) -> Task | None:
 def resolve_task(conf: dict[str, Any]) -> tuple[Task, str]:
     """The job's task and why: `task` as configured, or inferred from the data when `auto`.
 
-    Text data → lm. A table → regression if its target is a float column with non-integer values
+    Text data → lm, images → image_classification (KIND_TASKS). A table → regression if its target is a float column with non-integer values
     or many distinct values, else classification (integers and strings are class labels).
     """
     name = conf["task"]
     if name != "auto":
         return get_task(name), "set in the config"
-    if conf["data"]["kind"] == "text":
-        return get_task("lm"), "inferred: text data"
+    data_kind = conf["data"]["kind"]
+    if data_kind in KIND_TASKS:
+        return get_task(KIND_TASKS[data_kind]), f"inferred: {data_kind} data"
     from trainpipe.data.tables import target_kind
 
     kind = target_kind(conf["data"])

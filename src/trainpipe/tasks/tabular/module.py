@@ -69,11 +69,13 @@ class TabularModule(L.LightningModule):
         head: Head,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        model: torch.nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
         self.head = head
-        self.model = FeatureModel(spec)
+        # another task's net (images: a ResNet) trained the same way; a table's FeatureModel else
+        self.model = model if model is not None else FeatureModel(spec)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         # per stage, so val and test accumulate separately (torchmetrics syncs them across ranks)
@@ -121,10 +123,14 @@ class TabularModule(L.LightningModule):
         for metric in self.class_metrics.values():
             metric.reset()
 
+    def parameter_groups(self) -> Any:
+        """What the optimizer trains: every parameter (a subclass may give groups with their own lr)."""
+        return list(self.parameters())
+
     def configure_optimizers(self) -> Any:
-        parameters = list(self.parameters())
-        optimizer = with_fused_default(self.optimizer_factory, parameters[0].device)(
-            params=parameters
+        device = next(self.parameters()).device
+        optimizer = with_fused_default(self.optimizer_factory, device)(
+            params=self.parameter_groups()
         )
         if self.scheduler_factory is None:
             return optimizer
