@@ -25,13 +25,12 @@ import pyarrow.compute as pc
 
 from trainpipe.data import columns, table_plan
 from trainpipe.data.sources import describe_source, load_source, source_digest
+from trainpipe.data.splits import SPLITS, split_digest, three_way_split
 from trainpipe.errors import DataError
 from trainpipe.runtime.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
-VALIDATION_NAMES = ("validation", "val", "valid", "dev")
 TARGET_KINDS = ("classes", "values")
 # a float target of whole numbers with more distinct values than this is a quantity, not labels
 # (scikit-learn's diabetes: 214 distinct whole numbers; 0.0/1.0 labels saved from pandas: 2)
@@ -149,7 +148,10 @@ def prepare_table(conf: dict[str, Any], kind: str) -> PreparedTable:
         ),
         desc="encode the target",
     )
-    raw_splits = _split(targeted, conf["val_fraction"], conf["test_fraction"], conf["seed"], kind)
+    stratify = TARGET_COLUMN if kind == "classes" else None
+    raw_splits = three_way_split(
+        targeted, conf["val_fraction"], conf["test_fraction"], conf["seed"], stratify
+    )
     plan = _learned_plan(raw_splits["train"], candidates, conf)
     kinds = {c["name"] for kind in ("numeric", "dates", "categorical") for c in plan[kind]}
     feature_names = [c for c in candidates if c in kinds]
@@ -192,7 +194,7 @@ def prepare_table(conf: dict[str, Any], kind: str) -> PreparedTable:
         target_kind=kind,
         class_values=class_values,
         digest=source_digest(conf, raw),
-        split_digest=_split_digest(splits),
+        split_digest=split_digest(splits),
         source=describe,
         feature_mean=train_x.mean(axis=0).astype(np.float32),
         # constant columns (e.g. always-blank pixels) are left unscaled instead of divided by 0
@@ -334,47 +336,6 @@ def _input_shape(
     return tuple(image_shape)
 
 
-def _split(
-    encoded: datasets.DatasetDict, val_fraction: float, test_fraction: float, seed: int, kind: str
-) -> datasets.DatasetDict:
-    """Use the source's own splits where it has them; otherwise split deterministically by seed."""
-    train = encoded["train"] if "train" in encoded else encoded[next(iter(encoded))]
-    test = encoded.get("test")
-    val = next((encoded[n] for n in VALIDATION_NAMES if n in encoded), None)
-    stratify = kind == "classes"
-    if test is None:
-        train, test = _two_way(train, test_fraction, seed, stratify)
-    if val is None:
-        remaining = 1.0 - (0.0 if "test" in encoded else test_fraction)
-        train, val = _two_way(train, val_fraction / remaining, seed, stratify)
-    for name, split in (("train", train), ("val", val), ("test", test)):
-        if len(split) == 0:
-            raise DataError(
-                f"data.val_fraction: the {name} split is empty; use more rows or other fractions"
-            )
-    # the encoding `.map` that follows writes each split's rows contiguously (cached), so loaders
-    # read a plain memory-mapped column instead of going through an index mapping per batch
-    return datasets.DatasetDict({"train": train, "val": val, "test": test})
-
-
-def _two_way(
-    ds: datasets.Dataset, fraction: float, seed: int, stratify: bool
-) -> tuple[datasets.Dataset, datasets.Dataset]:
-    try:
-        parts = ds.train_test_split(
-            test_size=fraction, seed=seed, stratify_by_column=TARGET_COLUMN if stratify else None
-        )
-    except ValueError:  # too few rows of some class to stratify: fall back to a plain shuffle split
-        parts = ds.train_test_split(test_size=fraction, seed=seed)
-    return parts["train"], parts["test"]
-
-
 def _cache_files(raw: datasets.DatasetDict) -> set[str]:
     folders = {Path(f["filename"]).parent for split in raw.values() for f in split.cache_files}
     return {str(p) for folder in folders for p in folder.glob("cache-*.arrow")}
-
-
-def _split_digest(splits: datasets.DatasetDict) -> str:
-    """Id of the splits as the model sees them (datasets' fingerprints chain source and transforms)."""
-    blob = "|".join(f"{name}:{len(splits[name])}:{splits[name]._fingerprint}" for name in SPLITS)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]

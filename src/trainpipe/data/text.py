@@ -29,6 +29,7 @@ from filelock import FileLock
 from trainpipe.config.identity import data_files
 from trainpipe.config.sources import SOURCES, serving, source_of
 from trainpipe.data.sources import load_hub, source_digest
+from trainpipe.data.splits import VALIDATION_NAMES
 from trainpipe.errors import ConfigError, DataError
 from trainpipe.runtime.atomic import atomic_dir
 
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 ON_DECODE_ERROR = ("error", "skip")
 SAMPLE_BY = ("document", "line", "paragraph")
 STRUCTURED = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-VALIDATION_NAMES = ("validation", "val", "valid", "dev")
 STDLIB_VERSION = "stdlib-v1"  # bump when the stdlib documents are built differently
 
 

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from trainpipe.config.sources import source_of
 from trainpipe.data.sources import describe_source, source_digest
-from trainpipe.data.tables import SPLITS, _split, _split_digest
+from trainpipe.data.splits import SPLITS, split_digest, three_way_split
 from trainpipe.errors import DataError
 from trainpipe.tasks.images.decode import fit_square, open_image
 
@@ -110,7 +110,9 @@ def prepare_images(data: dict[str, Any]) -> PreparedImages:
         )
     digest = _content_digest(source_digest(data, raw), decoded)
     decoded = decoded.remove_columns(["bad", "sha256"])
-    splits = _split(decoded, data["val_fraction"], data["test_fraction"], data["seed"], "classes")
+    splits = three_way_split(
+        decoded, data["val_fraction"], data["test_fraction"], data["seed"], "target"
+    )
     mean, std = channel_stats(splits["train"], size)
     prepared = PreparedImages(
         splits=splits,
@@ -119,7 +121,7 @@ def prepare_images(data: dict[str, Any]) -> PreparedImages:
         mean=mean,
         std=std,
         digest=digest,
-        split_digest=_split_digest(splits),
+        split_digest=split_digest(splits),
         source=describe_source(data),
         image_column=data["image_column"],
         target_name=data["target"],
