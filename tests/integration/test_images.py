@@ -74,6 +74,8 @@ def test_a_folder_trains_and_registers_a_model_that_takes_what_users_have(
     metrics = run.data.metrics
     assert {"test/acc", "test/f1", "val/acc"} <= set(metrics)
     assert "test/top5" not in metrics  # 3 classes: top-5 would always be 1
+    # per class, named after the class folders (imbalance shows there)
+    assert {f"test/f1.{c}" for c in ("red", "green", "blue")} <= set(metrics)
     assert run.data.tags.get("mlflow.runName") == "pics"
     card = workdir / JOB_DIR / "model" / "model_card"
     assert (card / "confusion_matrix.png").is_file() and (card / "misclassified.png").is_file()

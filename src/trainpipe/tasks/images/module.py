@@ -63,6 +63,9 @@ class ImageModule(TabularModule):
         if self.compile_setting == "auto" and cuda or self.compile_setting is True:
             self.model.compile()
 
+    def class_labels(self) -> list[Any]:
+        return self.spec["classes"]
+
     def parameter_groups(self) -> Any:
         net = self.spec["net"]
         head = self.model.head_parameters()

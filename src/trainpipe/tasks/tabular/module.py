@@ -33,11 +33,12 @@ def class_metric_objects(head: Any, spec: dict[str, Any]) -> dict[str, Metric]:
     return make(spec)
 
 
-def per_class(spec: dict[str, Any], metrics: dict[str, Metric], prefix: str) -> dict[str, float]:
-    """`test/f1.<class>`, `test/precision.<class>`, … from computed per-class metrics."""
+def per_class(labels: list[Any], metrics: dict[str, Metric], prefix: str) -> dict[str, float]:
+    """`test/f1.<class>`, `test/precision.<class>`, … from computed per-class metrics; `labels`
+    name the classes in output order."""
     values = {}
     for name, metric in metrics.items():
-        for label, value in zip(spec["class_values"], metric.compute().tolist(), strict=True):
+        for label, value in zip(labels, metric.compute().tolist(), strict=True):
             values[f"{prefix}/{name}.{UNSAFE_METRIC_CHARS.sub('_', str(label))}"] = float(value)
     return values
 
@@ -118,10 +119,14 @@ class TabularModule(L.LightningModule):
             metric.update(predictions, truth)
 
     def on_test_epoch_end(self) -> None:
-        for name, value in per_class(self.spec, dict(self.class_metrics), "test").items():
+        for name, value in per_class(self.class_labels(), dict(self.class_metrics), "test").items():
             self.log(name, value)
         for metric in self.class_metrics.values():
             metric.reset()
+
+    def class_labels(self) -> list[Any]:
+        """The classes in output order, as the per-class metrics name them."""
+        return self.spec["class_values"]
 
     def parameter_groups(self) -> Any:
         """What the optimizer trains: every parameter (a subclass may give groups with their own lr)."""

@@ -213,7 +213,7 @@ class TabularTask:
         per_class_metrics = class_metric_objects(self.head, predictor.spec)
         for metric in per_class_metrics.values():
             metric.update(predictions, truth)
-        return {**metrics, **per_class(predictor.spec, per_class_metrics, "test")}
+        return {**metrics, **per_class(predictor.spec["class_values"], per_class_metrics, "test")}
 
     def figures(self, predictor: Any, prepared: Any) -> dict[str, Any]:
         """Classification: the confusion matrix; regression: predicted against true values."""
@@ -254,9 +254,7 @@ def build_feature_module(model_cfg: Any, spec: dict[str, Any], task: TabularTask
     return TabularModule(full_spec, task.head, optimizer, scheduler)
 
 
-def _test_outputs(
-    predictor: Any, prepared: Any, batch_size: int, device: str
-) -> tuple[Any, Any]:
+def _test_outputs(predictor: Any, prepared: Any, batch_size: int, device: str) -> tuple[Any, Any]:
     """(model outputs, targets) over the whole test split, in its order, on the CPU.
 
     The rows are encoded with the MODEL's column plan: the prepared split was encoded with the
