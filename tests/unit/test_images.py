@@ -253,7 +253,7 @@ def test_fine_tuning_freezes_the_backbone_or_gives_it_a_smaller_learning_rate() 
     [
         ["experiment=digits_images"],
         ["experiment=cifar10_resnet18", "trainer=gpu"],
-        ["data=images", "data.path=pics", "model=resnet", "model.depth=50"],
+        ["data=images", "data.path=pics", "model.depth=50"],  # a ResNet unless model= says
         ["data=images", "data.source=csv", "data.path=t.csv", "model=resnet"],
     ],
 )
@@ -266,6 +266,7 @@ def test_the_image_configs_compose_and_pass_the_task_rules(overrides: list[str])
     check_config(conf)
     task, reason = resolve_task(conf)
     assert task.name == "image_classification" and reason == "inferred: image data"
+    assert conf["model"]["name"] == "resnet"
 
 
 @pytest.mark.parametrize(

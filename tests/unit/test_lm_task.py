@@ -103,8 +103,12 @@ def test_the_package_rebuilds_the_same_generator_and_takes_prompts_any_way(tmp_p
 def test_text_data_needs_a_language_model_and_d_model_must_split_into_heads(tmp_path: Path) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text("hello world\n")
+    # text data picks a GPT unless the command line names another model
+    assert compose("train", ["data=text", f"data.path={corpus}"]).model.name == "gpt"
     with pytest.raises(ConfigError, match="text data trains a language model: use model=gpt"):
-        check_config(validate(compose("train", ["data=text", f"data.path={corpus}"]), "train"))
+        check_config(
+            validate(compose("train", ["data=text", f"data.path={corpus}", "model=mlp"]), "train")
+        )
     with pytest.raises(ConfigError, match="model.d_model: must be a multiple of model.n_head"):
         check_config(
             validate(

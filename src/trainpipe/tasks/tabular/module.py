@@ -125,8 +125,8 @@ class TabularModule(L.LightningModule):
             metric.reset()
 
     def class_labels(self) -> list[Any]:
-        """The classes in output order, as the per-class metrics name them."""
-        return self.spec["class_values"]
+        """The classes in output order, as the per-class metrics name them (none: regression)."""
+        return self.spec.get("class_values") or []
 
     def parameter_groups(self) -> Any:
         """What the optimizer trains: every parameter (a subclass may give groups with their own lr)."""

@@ -213,7 +213,10 @@ class TabularTask:
         per_class_metrics = class_metric_objects(self.head, predictor.spec)
         for metric in per_class_metrics.values():
             metric.update(predictions, truth)
-        return {**metrics, **per_class(predictor.spec["class_values"], per_class_metrics, "test")}
+        return {
+            **metrics,
+            **per_class(predictor.spec.get("class_values") or [], per_class_metrics, "test"),
+        }
 
     def figures(self, predictor: Any, prepared: Any) -> dict[str, Any]:
         """Classification: the confusion matrix; regression: predicted against true values."""
