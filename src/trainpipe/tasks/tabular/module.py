@@ -36,11 +36,8 @@ def class_metric_objects(head: Any, spec: dict[str, Any]) -> dict[str, Metric]:
 def per_class(spec: dict[str, Any], metrics: dict[str, Metric], prefix: str) -> dict[str, float]:
     """`test/f1.<class>`, `test/precision.<class>`, … from computed per-class metrics."""
     values = {}
-    # a table's classes are its `class_values` (typed like the target); an image model's (a
-    # subclass of this module) its `classes`
-    labels = spec["class_values"] if "class_values" in spec else spec["classes"]
     for name, metric in metrics.items():
-        for label, value in zip(labels, metric.compute().tolist(), strict=True):
+        for label, value in zip(spec["class_values"], metric.compute().tolist(), strict=True):
             values[f"{prefix}/{name}.{UNSAFE_METRIC_CHARS.sub('_', str(label))}"] = float(value)
     return values
 
