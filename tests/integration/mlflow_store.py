@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import mlflow
 
@@ -19,3 +20,14 @@ def runs_of(workdir: Path, experiment: str) -> list:
 
 def metric_steps(workdir: Path, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in client_for(workdir).get_metric_history(run_id, key))
+
+
+def load_pyfunc(workdir: Path, uri: str) -> Any:
+    """The registered model as a user loads it, from `workdir`'s store (the process's tracking
+    URI left as it was)."""
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    finally:
+        mlflow.set_tracking_uri(before)

@@ -21,7 +21,7 @@ import torch
 from tests.conftest import run_cli, run_without_pickle, with_empty_store
 from tests.images_data import COLOURS, write_folder
 from tests.integration.mlflow_server import free_port
-from tests.integration.mlflow_store import client_for, metric_steps, runs_of
+from tests.integration.mlflow_store import client_for, load_pyfunc, metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
 
@@ -154,6 +154,57 @@ def test_the_registered_model_answers_base64_pictures_over_rest(
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
         log.close()
+
+
+def test_predict_scores_a_folder_and_a_table_of_pictures_as_the_registered_model_does(
+    trained: tuple[Path, subprocess.CompletedProcess], pictures: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+    import pandas as pd
+
+    workdir, _ = trained
+    model = ["predict", "model_uri=models:/pics/1", "logger=none"]
+    # a picture that does not decode stops the job, named; nothing is written
+    refused = run_cli([*model, f"data.path={pictures}", "output=all.parquet"], cwd=workdir)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "image 'red/broken.png' does not decode" in lines[0], lines
+    assert not (workdir / "all.parquet").exists()
+    # skip_bad: its row is null and counted; chunks of 16 (4 chunks, resumable order)
+    args = [f"data.path={pictures}", "output=all.parquet", "skip_bad=true", "probabilities=true"]
+    result = run_cli([*model, *args, "chunk_rows=16"], cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 unreadable rows" in result.stdout
+    scores = pd.read_parquet(workdir / "all.parquet")
+    classes = sorted(COLOURS)
+    assert list(scores.columns) == ["path", "prediction", *[f"probability_{c}" for c in classes]]
+    files = sorted(p.relative_to(pictures).as_posix() for p in pictures.rglob("*.*"))
+    assert scores["path"].tolist() == [f for f in files if f != "README.txt"]  # sorted, no README
+    broken = scores["path"] == "red/broken.png"
+    assert scores[broken].drop(columns="path").isna().all(axis=None)
+    good = scores[~broken]
+    # the same files through the registered pyfunc: the same labels and probabilities
+    expected = load_pyfunc(workdir, "models:/pics/1").predict(
+        pd.DataFrame({"image": [str(pictures / p) for p in good["path"]]})
+    )
+    assert good["prediction"].tolist() == expected["label"].tolist()
+    np.testing.assert_allclose(
+        good.iloc[:, 2:].to_numpy(float), np.array(expected["probabilities"].tolist()), rtol=1e-5
+    )
+    # a table whose image column holds paths relative to the table's folder (as in training)
+    (tmp_path / "pics").mkdir()
+    table = pd.DataFrame({"id": [7, 8], "image": ["green/001.png", "blue/003.jpg"]})
+    for name in table["image"]:
+        (tmp_path / "pics" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "pics" / name).write_bytes((pictures / name).read_bytes())
+    table.to_csv(tmp_path / "pics" / "rows.csv", index=False)
+    args = [f"data.path={tmp_path / 'pics' / 'rows.csv'}", f"output={tmp_path / 'rows.csv'}"]
+    result = run_cli([*model, *args, "keep=[id]"], cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pd.read_csv(tmp_path / "rows.csv")
+    assert rows["id"].tolist() == [7, 8]
+    by_path = good.set_index("path")["prediction"]
+    assert rows["prediction"].tolist() == [by_path[name] for name in table["image"]]
 
 
 def final_state(workdir: Path) -> dict:

@@ -13,14 +13,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from tests.conftest import TINY, cli_env, run_cli, run_without_pickle, with_empty_store
-from tests.integration.mlflow_store import client_for, metric_steps, runs_of
+from tests.integration.mlflow_store import client_for, load_pyfunc, metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
 
@@ -266,19 +265,6 @@ def sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def load_pyfunc(workdir: Path, uri: str) -> Any:
-    """The registered model as a user loads it, from `workdir`'s store (the process's tracking
-    URI left as it was)."""
-    import mlflow
-
-    before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
-    try:
-        return mlflow.pyfunc.load_model(uri)
-    finally:
-        mlflow.set_tracking_uri(before)
 
 
 def test_predict_scores_a_file_as_the_registered_model_and_its_endpoint_do(scoring: Path) -> None:

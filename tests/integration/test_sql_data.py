@@ -68,6 +68,27 @@ def test_duckdb_table_trains_and_the_model_takes_raw_rows(workdir: Path) -> None
     model = mlflow.pyfunc.load_model("models:/shop/1")
     rows = pd.read_parquet(workdir / "new.parquet").assign(island=["Dream", None, "Atlantis"])
     assert set(model.predict(rows)) <= {"basic", "silver", "gold"}
+    # trainpipe predict from a table of the database == from the same rows in a Parquet file
+    incoming = mixed_table(rows=60, seed=1).drop(columns="plan")
+    with duckdb.connect(str(workdir / "shop.duckdb")) as connection:
+        connection.execute("CREATE TABLE incoming AS SELECT * FROM incoming")
+    incoming.to_parquet(workdir / "incoming.parquet")
+    scored = {}
+    for name, source in (
+        ("sql", ["data.uri=duckdb:///shop.duckdb", "data.table=incoming"]),
+        ("file", ["data.path=incoming.parquet"]),
+    ):
+        command = ["predict", "model_uri=models:/shop/1", *source, f"output={name}.parquet"]
+        result = run_cli(
+            [*command, "keep=[customer]", "probabilities=true", "chunk_rows=25"], workdir
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        scored[name] = pd.read_parquet(workdir / f"{name}.parquet")
+    pd.testing.assert_frame_equal(scored["sql"], scored["file"])
+    assert scored["sql"]["customer"].tolist() == incoming["customer"].tolist()  # 3 chunks, in order
+    inputs = {r.data.tags.get("trainpipe.predict.input"): r for r in runs_of(workdir, "shop")}
+    record = inputs["duckdb:///shop.duckdb (table incoming)"].data.tags
+    assert record["trainpipe.predict.rows"] == "60" and record["trainpipe.predict.input_digest"]
 
 
 def test_postgres_table_trains_and_a_changed_row_is_a_new_job(postgres, workdir: Path) -> None:
@@ -100,6 +121,16 @@ def test_postgres_table_trains_and_a_changed_row_is_a_new_job(postgres, workdir:
         assert PASSWORD not in output.stdout + output.stderr
     logs = "".join(p.read_text(errors="replace") for p in (workdir / "outputs").rglob("*.log"))
     assert PASSWORD not in logs
+    # scoring rows of the database: the password is in no message, tag or param either
+    command = ["predict", "model_uri=models:/crm/1", f"data.uri='{postgres.uri()}'"]
+    command += ["data.query=SELECT * FROM customers WHERE active", "output=crm.csv"]
+    scored = run_cli(command, cwd=workdir)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert PASSWORD not in scored.stdout + scored.stderr
+    (run,) = [r for r in runs_of(workdir, "crm") if "trainpipe.predict.input" in r.data.tags]
+    assert run.data.tags["trainpipe.predict.input"] == f"{postgres.uri(password='***')} (query)"
+    assert PASSWORD not in json.dumps(run.data.tags) + json.dumps(run.data.params)
+    assert len(pd.read_csv(workdir / "crm.csv")) == int(run.data.tags["trainpipe.predict.rows"])
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from PIL import Image
 
 from tests.images_data import COLOURS, picture, write_folder
 from trainpipe.errors import ConfigError, DataError
+from trainpipe.tasks.base import ScoreOptions
 from trainpipe.tasks.images.decode import fit_square, open_image, to_rgb
 from trainpipe.tasks.images.model import ImageNet, load_backbone
 from trainpipe.tasks.images.predictor import ImagePredictor
@@ -138,6 +139,25 @@ def test_the_predictor_takes_paths_bytes_base64_and_arrays_alike(tmp_path: Path)
         predictor.predict(pd.DataFrame({"image": ["no/such/file.png"]}))
     with pytest.raises(ValueError, match="must be uint8"):
         predictor.predict(np.zeros((2, 8, 8, 3), np.float32))
+    # batch scoring (trainpipe predict): relative paths beside the input, bytes, base64 alike
+    options = ScoreOptions(probabilities=True, base_dir=str(tmp_path))
+    frame = pd.DataFrame({"image": [Path(paths[0]).name, raw[1], encoded[2]]})
+    scored = predictor.score(frame, options)
+    assert (
+        list(scored)
+        == predictor.output_columns(options)
+        == ["prediction"] + [f"probability_{c}" for c in COLOURS]
+    )
+    assert scored["prediction"] == reference["label"].tolist()
+    assert np.allclose(
+        np.stack(reference["probabilities"]).T, [scored[f"probability_{c}"] for c in COLOURS]
+    )
+    (tmp_path / "cut.png").write_bytes(raw[0][:50])
+    broken = pd.DataFrame({"image": ["cut.png", paths[1], None]})
+    with pytest.raises(DataError, match="column 'image': image 'cut.png' does not decode"):
+        predictor.score(broken, options)
+    skipped = predictor.score(broken, ScoreOptions(skip_bad=True, base_dir=str(tmp_path)))
+    assert list(skipped["prediction"]) == [None, reference["label"][1], None]
     with pytest.raises(ValueError, match="no image column 'image'"):
         predictor.predict(pd.DataFrame({"a": paths, "b": paths}))
 

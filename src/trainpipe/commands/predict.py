@@ -1,4 +1,5 @@
-"""`trainpipe predict model_uri=… data.path=… output=…`: score a file with a trained model
+"""`trainpipe predict model_uri=… data.path=… output=…`: score a file, a folder of images
+(data.path=DIR) or a SQL query's rows (data.uri=… data.query=…|data.table=…) with a trained model
 (configs/predict.yaml lists the keys; predict/batch.py how it streams, resumes and publishes).
 
 A config or file mistake (unknown key, output format or directory, missing input file or kept

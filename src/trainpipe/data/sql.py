@@ -20,7 +20,7 @@ from __future__ import annotations
 import decimal
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,6 @@ def read_rows(data: Mapping[str, Any]) -> tuple[str, Path]:
     frame = _fetch(data)
     if frame.empty:
         raise DataError(f"{_key(data)}: the {_what(data)} returned no rows")
-    frame = _plain_types(frame)
     digest = _frame_digest(frame)
     cache_dir = Path(data["cache_dir"]).expanduser()
     target = cache_dir / "sources" / f"sql-{digest}" / "rows.parquet"
@@ -75,6 +74,14 @@ def read_rows(data: Mapping[str, Any]) -> tuple[str, Path]:
 
 
 def _fetch(data: Mapping[str, Any]) -> Any:
+    import pandas as pd
+
+    return pd.concat(list(fetch_chunks(data)), ignore_index=True)
+
+
+def fetch_chunks(data: Mapping[str, Any]) -> Iterator[Any]:
+    """The rows as DataFrames of up to `data.chunk_size` rows, in the order the database returns
+    them (Decimal columns as floats); DataError naming the key, the password masked, otherwise."""
     import pandas as pd
     import sqlalchemy
     from sqlalchemy import exc
@@ -103,7 +110,8 @@ def _fetch(data: Mapping[str, Any]) -> Any:
                 connection.execution_options(stream_results=True),
                 chunksize=int(data.get("chunk_size") or 50_000),
             )
-            return pd.concat(list(chunks), ignore_index=True)
+            for chunk in chunks:
+                yield _plain_types(chunk)
     except pd.errors.DatabaseError as err:  # pandas' wrapper of the driver's error
         raise _query_error(data, err.__cause__ or err, uri) from None
     except exc.NoSuchTableError:
@@ -173,6 +181,17 @@ def _frame_digest(frame: Any) -> str:
             column = column.map(repr)
         digest.update(pd.util.hash_pandas_object(column, index=False).to_numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def rows_hash(frame: Any) -> bytes:
+    """One hash per row (object columns by their text): fed chunk by chunk into a digest, the
+    same rows give the same digest however they were chunked."""
+    import pandas as pd
+
+    shown = frame.assign(
+        **{n: frame[n].map(repr) for n in frame.columns if frame[n].dtype == object}
+    )
+    return pd.util.hash_pandas_object(shown, index=False).to_numpy().tobytes()
 
 
 def _key(data: Mapping[str, Any]) -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainpipe.config.secrets import masked_config
 from trainpipe.errors import ConfigError, DataError, UserError
 from trainpipe.predict.readers import Reader, reader_for
 from trainpipe.predict.writers import check_output, done_parts, file_sha256, publish, write_part
@@ -162,11 +163,22 @@ def job_key(model: str, request: Request, options: ScoreOptions) -> str:
         "probabilities": options.probabilities,
         "sampling": options.sampling,
         "skip_bad": options.skip_bad,
+        "base_dir": options.base_dir,  # a table's relative image paths name files beside it
         # where and how many rows at once: numerics may differ in the last bits between them
         "device": options.device,
         "batch_size": options.batch_size,
     }
     return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def copied(request: Request) -> list[str]:
+    """The input columns the output carries: the reader's own (a folder's `path`), then `keep`."""
+    return list(dict.fromkeys([*getattr(request.reader, "passed", []), *request.keep]))
+
+
+def input_key(reader: Reader) -> str:
+    """The config key that names the input (data.path; data.query for SQL), for messages."""
+    return str(getattr(reader, "key", "data.path"))
 
 
 def partial_root(output: Path) -> Path:
@@ -187,20 +199,25 @@ def run_predict(request: Request, tracker: Any = None) -> Scored:
     if not hasattr(predictor, "score"):  # a task whose predictor has no batch scoring (yet)
         kind = predictor.spec.get("task", "this")
         raise ConfigError("model_uri", f"{kind} models cannot be batch-scored (no `score`)")
-    missing = [c for c in predictor.input_columns() if c not in request.reader.columns]
+    reader = request.reader
+    if hasattr(reader, "match"):  # not a table (a folder of images): it names the model's column
+        reader.match(predictor.input_columns())
+    missing = [c for c in predictor.input_columns() if c not in reader.columns]
     if missing:
         raise DataError(
-            f"data.path: {request.reader.describe()} is missing column(s) {missing} the model "
-            f"reads (it has {request.reader.columns})"
+            f"{input_key(reader)}: {reader.describe()} is missing column(s) {missing} the model "
+            f"reads (it has {reader.columns})"
         )
+    base = getattr(reader, "base", None)
     options = ScoreOptions(
         probabilities=conf["probabilities"],
         batch_size=conf["batch_size"],
         device=device_of(conf["device"]),
         sampling={k: conf[k] for k in SAMPLING_KEYS},
         skip_bad=conf["skip_bad"],
+        base_dir=str(base) if base is not None else None,
     )
-    clash = sorted(set(request.keep) & set(predictor.output_columns(options)))
+    clash = sorted(set(copied(request)) & set(predictor.output_columns(options)))
     if clash:
         raise ConfigError("keep", f"column(s) {clash} are also output columns of the model")
     model, experiment = resolve_model(conf["model_uri"], conf["tracking_uri"])
@@ -211,7 +228,8 @@ def run_predict(request: Request, tracker: Any = None) -> Scored:
     stop = StopSignals()  # SIGTERM/SIGINT: stop at once (parts are whole), exit 75/130
     stop.install()
     try:
-        shown = {k: v for k, v in conf.items() if k not in ("logger", "tracking_uri")}  # no secrets
+        shown = {k: v for k, v in conf.items() if k not in ("logger", "tracking_uri")}
+        shown = masked_config(shown)  # no secrets (a data.uri's password)
         (directory / "job.json").write_text(json.dumps({"model": model, "conf": shown}, indent=1))
         record.start(request)
         progress = ScoringProgress(getattr(request.reader, "rows", None), conf["progress_every_s"])
@@ -277,7 +295,7 @@ def _score_chunks(
                     f"in rows {first}–{first + chunk.num_rows - 1} of {request.reader.describe()}"
                 )
                 raise DataError(f"{err.args[0]} ({where}; skip_bad=true scores the rest)") from None
-            table = chunk.select(request.keep)
+            table = chunk.select(copied(request))
             for name, values in outputs.items():
                 table = table.append_column(name, pa.array(values))
             write_part(directory, index, table)
@@ -287,7 +305,7 @@ def _score_chunks(
                 faults.terminate()
             progress.update(chunk.num_rows)
     if index < 0:
-        raise DataError(f"data.path: {request.reader.describe()} holds no rows to score")
+        raise DataError(f"{input_key(request.reader)}: {request.reader.describe()} holds no rows")
     if index < done:  # every chunk was scored before: the job was killed while publishing
         progress.resumed(skipped_rows, done)
     return index + 1

@@ -6,14 +6,20 @@ anything is scored) and a digest of the content (the resume key and the MLflow r
 scorer cuts the batches into chunks of exactly `chunk_rows` rows itself, so chunk boundaries —
 and so resuming — never depend on how a reader happens to batch.
 
-Adding a kind of input is one registration, e.g. SQL (issue 17) or a folder of images (16):
+Adding a kind of input is one registration, as SQL and a folder of images are (below):
 
-    register_reader(ReaderKind("sql", (), "trainpipe.predict.sql_reader:open_query"))
+    register_reader(ReaderKind("sql", (), "trainpipe.predict.sql_reader:SqlReader", keys=("uri",)))
 
-`extensions` are what `data.reader=auto` picks it by (none: only chosen by name); the opener is
+`data.reader=auto` picks a kind by the path's extension, by `folders=True` for a directory, or
+by `keys` that are set (a `data.uri`: SQL); otherwise it is only chosen by name. The opener is
 `"module:function"`, imported only when data is read (this module stays torch- and pyarrow-free
 for config errors), called with the `data` section and returning a `Reader`. Any keys the new
-reader needs (`data.query`, `data.image_column`) are declared in configs/predict.yaml.
+reader needs (`data.query`) are declared in configs/predict.yaml.
+
+Optional reader attributes the scorer honours: `base` (the folder relative file paths in the rows
+are resolved from: a table's own folder), `passed` (columns copied to every output, as `keep`
+ones: a folder's `path`), `key` (the config key errors about the input name) and `match(inputs)`
+(a reader that is not a table — a folder of images — names its column as the model reads it).
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ class ReaderKind:
     name: str
     extensions: tuple[str, ...]  # file name endings `data.reader=auto` picks it by
     opener: str  # "module:function": (data section) → Reader
+    folders: bool = False  # `auto` picks it for a data.path that is a directory
+    keys: tuple[str, ...] = ()  # `auto` picks it when these data keys are set (and no path)
 
     def open(self, data: dict[str, Any]) -> Reader:
         module, _, function = self.opener.partition(":")
@@ -77,6 +85,12 @@ def reader_for(data: dict[str, Any]) -> ReaderKind:
     for kind in READERS.values():
         if kind.extensions and path.lower().endswith(kind.extensions):
             return kind
+        if path and kind.folders and Path(path).expanduser().is_dir():
+            return kind
+        if not path and kind.keys and all(data.get(k) for k in kind.keys):
+            return kind
+    if not path:
+        raise ConfigError("data.path", "is required: the file or folder to score (or data.uri)")
     known = sorted(e for kind in READERS.values() for e in kind.extensions)
     raise ConfigError(
         "data.path",
@@ -86,7 +100,9 @@ def reader_for(data: dict[str, Any]) -> ReaderKind:
 
 def input_file(data: dict[str, Any]) -> Path:
     """The existing file `data.path` names (DataError naming it otherwise)."""
-    path = Path(data["path"])
+    if not data.get("path"):
+        raise ConfigError("data.path", "is required for this reader")
+    path = Path(data["path"]).expanduser()
     if not path.is_file():
         raise DataError(f"data.path: no file at {str(path)!r}")
     return path
@@ -98,6 +114,7 @@ class FileReader:
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.path = input_file(data)
+        self.base = self.path.parent  # relative file paths in a table are beside it
         self.columns: list[str] = []
         self.rows: int | None = None  # when known up front (the progress display's total)
 
@@ -192,3 +209,7 @@ register_reader(ReaderKind("parquet", (".parquet", ".pq"), f"{__name__}:ParquetR
 register_reader(ReaderKind("csv", (".csv",), f"{__name__}:CsvReader"))
 register_reader(ReaderKind("jsonl", (".jsonl", ".json", ".ndjson"), f"{__name__}:JsonLinesReader"))
 register_reader(ReaderKind("text", (".txt",), f"{__name__}:TextReader"))
+# a folder of pictures, one row per image: the image model's input (predict/image_folder.py)
+register_reader(ReaderKind("images", (), "trainpipe.predict.image_folder:ImageFolderReader", True))
+# the rows of a SQL query or table (data.uri + data.query | data.table): predict/sql_reader.py
+register_reader(ReaderKind("sql", (), "trainpipe.predict.sql_reader:SqlReader", keys=("uri",)))

@@ -84,6 +84,9 @@ class ScoreOptions:
     # rows it cannot read (NaN, text in a number column, an image that does not decode) get null
     # outputs instead of stopping the job; the scorer counts them
     skip_bad: bool = False
+    # where relative file paths in the input are resolved from (a table's folder, as training
+    # resolves an image table's paths); None: the working directory
+    base_dir: str | None = None
 
 
 class Predictor(Protocol):

@@ -10,6 +10,9 @@ Input (what a user has at serving time):
 Each picture is decoded and resized exactly as the training pictures were (decode.py).
 Output: a DataFrame with `label` (the class name) and `probabilities` (one per class, in the
 order of `spec["classes"]`); `params={"output": "probabilities"}` gives one column per class.
+Batch scoring (`trainpipe predict`, `score`): the image column's cells as above (a relative path
+is resolved against the input table's folder, as in training); a `prediction` column (the label)
+and, asked for probabilities, `probability_<class>` per class — the tabular predictor's names.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trainpipe.errors import DataError
+from trainpipe.tasks.base import ScoreOptions
 from trainpipe.tasks.images.decode import array_image, fit_square, from_text, open_image
 from trainpipe.tasks.images.model import ImageNet
 from trainpipe.tasks.images.transforms import to_batch
@@ -98,14 +103,16 @@ class ImagePredictor:
             raise ValueError(f"image {position} of the input cannot be read: {err}") from None
 
     # -- predicting --------------------------------------------------------------------------
-    def outputs(self, pictures: np.ndarray, device: str = "cpu") -> torch.Tensor:
-        """Logits [N, classes] for uint8 [N, size, size, 3] pictures."""
+    def outputs(
+        self, pictures: np.ndarray, device: str = "cpu", batch: int = BATCH
+    ) -> torch.Tensor:
+        """Logits [N, classes] for uint8 [N, size, size, 3] pictures, `batch` at a time."""
         self.model.to(device)
         found = []
         with torch.inference_mode():
-            for start in range(0, len(pictures), BATCH):
-                batch = to_batch(pictures[start : start + BATCH]).to(device)
-                found.append(self.model(batch).float().cpu())
+            for start in range(0, len(pictures), batch):
+                batch_ = to_batch(pictures[start : start + batch]).to(device)
+                found.append(self.model(batch_).float().cpu())
         return torch.cat(found)
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -121,3 +128,64 @@ class ImagePredictor:
                 "probabilities": [row.astype(np.float64).tolist() for row in probabilities],
             }
         )
+
+    # -- batch scoring (trainpipe predict) --------------------------------------------------
+    @property
+    def image_column(self) -> str:
+        return str(self.spec.get("image_column", "image"))
+
+    def input_columns(self) -> list[str]:
+        return [self.image_column]
+
+    def output_columns(self, options: ScoreOptions) -> list[str]:
+        extra = [f"probability_{c}" for c in self.classes] if options.probabilities else []
+        return ["prediction", *extra]
+
+    def score(self, frame: pd.DataFrame, options: ScoreOptions) -> dict[str, Any]:
+        """The label (+ probabilities) of each row's picture, the values `predict` gives for the
+        same pictures. A picture that does not decode: DataError naming its file, or (skip_bad)
+        None in every output column of its row."""
+        pictures, good = [], []
+        for position, cell in enumerate(frame[self.image_column]):
+            try:
+                pictures.append(self._picture(_resolved(cell, options.base_dir), position))
+            except (ValueError, TypeError):
+                if not options.skip_bad:
+                    raise DataError(
+                        f"column {self.image_column!r}: {_named(cell, position)} does not decode "
+                        "as an image"
+                    ) from None
+                continue
+            good.append(position)
+        names = self.output_columns(options)
+        columns: dict[str, Any] = {name: np.full(len(frame), None, dtype=object) for name in names}
+        if not good:
+            return columns
+        # a forward pass of many pictures is what device memory bounds, not a table's batch_size
+        logits = self.outputs(np.stack(pictures), options.device, min(options.batch_size, BATCH))
+        # softmax, then float64: the numbers `predict` returns for these pictures
+        probabilities = torch.softmax(logits, dim=-1).numpy().astype(np.float64)
+        columns["prediction"][good] = [self.classes[i] for i in probabilities.argmax(axis=1)]
+        for i, name in enumerate(names[1:]):
+            columns[name][good] = probabilities[:, i]
+        if len(good) == len(frame):  # typed columns, not objects, when no row was skipped
+            columns = {name: values.tolist() for name, values in columns.items()}
+        return columns
+
+
+def _resolved(cell: Any, base_dir: str | None) -> Any:
+    """A relative path cell as the file beside the input table (training reads them so)."""
+    if isinstance(cell, str) and base_dir and len(cell) < 4096:
+        beside = Path(base_dir, cell).expanduser()
+        if not Path(cell).is_absolute() and beside.is_file():
+            return str(beside)
+    if cell is None:
+        raise ValueError("no image")
+    return cell
+
+
+def _named(cell: Any, position: int) -> str:
+    """The cell for a message: the file it names, or where in the chunk its bytes are."""
+    if isinstance(cell, str) and len(cell) < 260:  # a path (base64 pictures are longer)
+        return f"image {cell!r}"
+    return f"the image in row {position}"
