@@ -14,6 +14,18 @@ from pathlib import Path
 from tests.conftest import cli_env
 
 
+def stop_group(process: subprocess.Popen | None) -> None:
+    """Stop a server started in its own process group (its workers too): SIGTERM, then SIGKILL."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -72,11 +84,4 @@ class MlflowServer:
         raise TimeoutError("mlflow server did not become ready")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process)

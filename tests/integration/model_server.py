@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import cli_env
-from tests.integration.mlflow_server import free_port
+from tests.integration.mlflow_server import free_port, stop_group
 
 
 class ModelServer:
@@ -52,14 +51,7 @@ class ModelServer:
         raise TimeoutError(f"mlflow models serve did not answer: {self.log.read_text()[-3000:]}")
 
     def __exit__(self, *_: Any) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process)
 
     def invoke(self, body: dict[str, Any]) -> Any:
         """POST /invocations with a JSON body; the `predictions` of the answer."""
