@@ -95,7 +95,9 @@ def test_an_image_folder_is_its_pictures_in_sorted_order_and_its_digest_their_by
     reader = readers.reader_for({"reader": "auto", "path": str(tmp_path)}).open(
         {"path": str(tmp_path)}
     )
-    reader.match(["img"])  # the model's image column: the same file, under the name it reads
+    reader.match(
+        ["img"], "image"
+    )  # the model's image column: the same file, under the name it reads
     rows = [r for b in reader.batches() for r in b.to_pylist()]
     assert [r["path"] for r in rows] == ["a/1.png", "a/10.jpg", "b/2.png"]  # stable: resumable
     assert all(r["img"] == r["path"] for r in rows) and reader.rows == 3
@@ -104,7 +106,10 @@ def test_an_image_folder_is_its_pictures_in_sorted_order_and_its_digest_their_by
     Image.new("RGB", (4, 4), (1, 2, 3)).save(tmp_path / "b" / "2.png")
     assert readers.READERS["images"].open({"path": str(tmp_path)}).digest() != before
     with pytest.raises(DataError, match="reads the columns \\['a', 'b'\\] of a table"):
-        reader.match(["a", "b"])
+        reader.match(["a", "b"], "image")
+    # a language model would "continue" the file names: refused, as is a table model
+    with pytest.raises(DataError, match="a folder of images; this model was trained on text data"):
+        reader.match(["prompt"], "text")
 
 
 def test_sql_rows_stream_in_chunks_and_their_digest_does_not_depend_on_the_chunking(

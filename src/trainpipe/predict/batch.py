@@ -201,7 +201,7 @@ def run_predict(request: Request, tracker: Any = None) -> Scored:
         raise ConfigError("model_uri", f"{kind} models cannot be batch-scored (no `score`)")
     reader = request.reader
     if hasattr(reader, "match"):  # not a table (a folder of images): it names the model's column
-        reader.match(predictor.input_columns())
+        reader.match(predictor.input_columns(), predictor.data_kind)
     missing = [c for c in predictor.input_columns() if c not in reader.columns]
     if missing:
         raise DataError(

@@ -36,8 +36,13 @@ class ImageFolderReader:
         self.rows: int | None = len(self.files)
         self._digest: str | None = None
 
-    def match(self, inputs: list[str]) -> None:
+    def match(self, inputs: list[str], kind: str) -> None:
         """The model's image column is the picture's path too (under whatever name it reads)."""
+        if kind != "image":
+            raise DataError(
+                f"data.path: {self.root} is a folder of images; this model was trained on "
+                f"{kind} data (give it a file of rows)"
+            )
         if len(inputs) != 1:
             raise DataError(
                 f"data.path: {self.root} is a folder of images; this model reads the columns "

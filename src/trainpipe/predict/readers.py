@@ -18,8 +18,9 @@ reader needs (`data.query`) are declared in configs/predict.yaml.
 
 Optional reader attributes the scorer honours: `base` (the folder relative file paths in the rows
 are resolved from: a table's own folder), `passed` (columns copied to every output, as `keep`
-ones: a folder's `path`), `key` (the config key errors about the input name) and `match(inputs)`
-(a reader that is not a table — a folder of images — names its column as the model reads it).
+ones: a folder's `path`), `key` (the config key errors about the input name) and
+`match(inputs, kind)` (a reader that is not a table — a folder of images — refuses a model of
+another data kind and names its column as the model reads it).
 """
 
 from __future__ import annotations

@@ -93,6 +93,9 @@ class Predictor(Protocol):
     """A trained model ready to predict and be scored (from a checkpoint or a registered model)."""
 
     spec: dict[str, Any]
+    # the kind of data it was trained on (`data.kind`: table, image, text): a reader that is not
+    # a table (a folder of pictures) hands its rows only to a model of its kind
+    data_kind: str
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> Any: ...
 

@@ -38,6 +38,8 @@ BATCH = 256  # pictures per forward pass
 
 
 class ImagePredictor:
+    data_kind = "image"
+
     def __init__(self, spec: dict[str, Any], model: ImageNet) -> None:
         self.spec = spec
         self.model = model.eval()

@@ -32,6 +32,8 @@ DEFAULT_PARAMS = {"max_new_tokens": 64, "temperature": 1.0, "top_k": 0, "seed": 
 
 
 class LanguagePredictor:
+    data_kind = "text"
+
     def __init__(self, spec: dict[str, Any], model: GPT, tokenizer: Any) -> None:
         self.spec = spec
         self.model = model.eval()

@@ -35,6 +35,8 @@ OUTPUTS = ("label", "probabilities")
 
 
 class TabularPredictor:
+    data_kind = "table"
+
     def __init__(self, spec: dict[str, Any], model: FeatureModel) -> None:
         self.spec = spec
         self.model = model.eval()
