@@ -69,6 +69,7 @@ def test_a_folder_trains_and_registers_a_model_that_takes_what_users_have(
     workdir, result = trained
     log = result.stdout + result.stderr
     assert "1 undecodable image(s) skipped" in log and "1 non-image file(s) ignored" in log
+    assert "left out" in result.stdout and "1 undecodable image(s)" in result.stdout  # the summary
     assert "image_classification (inferred: image data)" in result.stdout  # task=auto
     (run,) = runs_of(workdir, "pics")
     metrics = run.data.metrics

@@ -30,9 +30,12 @@ def summary_rows(
         for key in per_class:
             del test[key]
         test["per class"] = f"{len(per_class)} metrics in the run (test/f1.<class>, …)"
+    facts = plan.task.describe_data(plan.spec).facts
     return {
         "task": f"{plan.task.name} ({plan.task_reason})",
-        "columns": plan.task.describe_data(plan.spec).facts.get("columns"),
+        # what the data layer made of the data, where a task says (column kinds; pictures left out)
+        "columns": facts.get("columns"),
+        "left out": facts.get("left out"),
         "data changed": data_change(plan),
         "run id": tracker.run_id
         or (
