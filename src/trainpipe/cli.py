@@ -61,6 +61,9 @@ examples:
   trainpipe train experiment=digits_cnn trainer.max_epochs=5
   trainpipe train data=csv data.path=wine.csv data.target=target
   trainpipe train --multirun model=mlp,cnn model.optimizer.lr=1e-3,3e-3
+  trainpipe train data=sql data.uri=duckdb:///shop.duckdb data.table=orders data.target=churned
+  trainpipe train experiment=digits_images          # a ResNet on the digits as PNG files
+  trainpipe train data=images data.path=pets/       # your folder of class folders
   trainpipe eval model_uri=models:/digits/1
   trainpipe predict model_uri=models:/digits@champion data.path=new.parquet output=preds.parquet
   trainpipe train experiment=stdlib_gpt                 # a small GPT on the Python stdlib
