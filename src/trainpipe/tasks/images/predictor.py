@@ -26,13 +26,12 @@ import pandas as pd
 import torch
 
 from trainpipe.errors import DataError
+from trainpipe.packaging import checkpoint_weights
 from trainpipe.tasks.base import ScoreOptions
 from trainpipe.tasks.images.decode import array_image, fit_square, from_text, open_image
 from trainpipe.tasks.images.model import ImageNet
 from trainpipe.tasks.images.transforms import to_batch
 
-SPEC_FILE = "spec.json"
-WEIGHTS_FILE = "model.safetensors"
 OUTPUTS = ("label", "probabilities")
 BATCH = 256  # pictures per forward pass
 
@@ -61,11 +60,7 @@ class ImagePredictor:
         """From a training checkpoint (already loaded with weights_only=True)."""
         spec = checkpoint["trainpipe_model"]
         model = ImageNet(spec)
-        prefix = "model."
-        state = checkpoint["state_dict"]
-        model.load_state_dict(
-            {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        )
+        model.load_state_dict(checkpoint_weights(checkpoint))
         return cls(spec, model)
 
     # -- input -------------------------------------------------------------------------------

@@ -8,17 +8,20 @@ from __future__ import annotations
 import base64
 import importlib.util
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from trainpipe.errors import ConfigError, DataError
-from trainpipe.packaging import ModelPackage
-from trainpipe.runtime.atomic import atomic_path, atomic_write_text
+from trainpipe.packaging import (
+    SPEC_FILE,
+    WEIGHTS_FILE,
+    ModelPackage,
+    write_package,
+    write_weights_and_spec,
+)
 from trainpipe.tasks.base import DataDescription, Objective
 
 PYFUNC_MODULE = "trainpipe.tasks.images.pyfunc"
-EXAMPLE_FILE = "input_example.json"
 # the model config's `_target_` (configs/model/resnet.yaml)
 BUILDER = "trainpipe.tasks.images.task.build_image_module"
 KIND = "image"
@@ -158,46 +161,31 @@ class ImageTask:
 
     def write_package(self, module: Any, prepared: Any, directory: Path) -> ModelPackage:
         import pandas as pd
-        from mlflow.models import infer_signature
-        from safetensors.torch import save_file
 
-        from trainpipe.tasks.images.predictor import SPEC_FILE, WEIGHTS_FILE, ImagePredictor
+        from trainpipe.tasks.images.predictor import ImagePredictor
 
         spec = module.spec
-        weights = {k: v.detach().cpu().contiguous() for k, v in module.model.state_dict().items()}
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file(weights, str(tmp))
-        atomic_write_text(directory / SPEC_FILE, json.dumps(spec, indent=2))
+        write_weights_and_spec(directory, module.model.state_dict(), spec)
         # the example is what a REST client sends: base64 PNGs in the image column
         example = pd.DataFrame(
             {spec["image_column"]: [png_base64(p) for p in prepared.example_images()]}
         )
-        atomic_write_text(directory / EXAMPLE_FILE, example.to_json(orient="split", index=False))
-        predictor = ImagePredictor(spec, module.model.cpu())
-        predictions = predictor.predict(example)
-        # no input schema: MLflow's would refuse paths, bytes and arrays in one column; the
-        # predictor checks its inputs itself
-        signature = infer_signature(None, predictions, params={"output": "label"})
-        package = ModelPackage(
-            directory=directory,
+        return write_package(
+            directory,
             task=self.name,
             pyfunc_module=PYFUNC_MODULE,
-            artifacts={"weights": WEIGHTS_FILE, "spec": SPEC_FILE},
-            signature=signature.to_dict(),
-            input_example=EXAMPLE_FILE,
+            example=example,
+            predictions=ImagePredictor(spec, module.model.cpu()).predict(example),
+            params={"output": "label"},
             metadata={
-                "task": self.name,
                 "classes": spec["classes"],
                 "image_size": spec["image_size"],
                 "image_column": spec["image_column"],
             },
-            extra_files=[WEIGHTS_FILE],
         )
-        package.write_manifest()
-        return package
 
     def load_predictor(self, source: Path | dict[str, Any]) -> Any:
-        from trainpipe.tasks.images.predictor import SPEC_FILE, WEIGHTS_FILE, ImagePredictor
+        from trainpipe.tasks.images.predictor import ImagePredictor
 
         if isinstance(source, dict):  # a checkpoint, already loaded weights-only
             return ImagePredictor.from_checkpoint(source)

@@ -19,13 +19,12 @@ import pandas as pd
 import torch
 
 from trainpipe.errors import DataError
+from trainpipe.packaging import checkpoint_weights
 from trainpipe.tasks.base import ScoreOptions
 from trainpipe.tasks.lm.generate import generate
 from trainpipe.tasks.lm.gpt import GPT
 from trainpipe.tasks.lm.module import gpt_config
 
-SPEC_FILE = "spec.json"
-WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
 PROMPT_COLUMN = "prompt"
 DEFAULT_PARAMS = {"max_new_tokens": 64, "temperature": 1.0, "top_k": 0, "seed": 0}
@@ -57,11 +56,7 @@ class LanguagePredictor:
     def from_checkpoint(cls, checkpoint: dict[str, Any], tokenizer: Any) -> LanguagePredictor:
         spec = checkpoint["trainpipe_model"]
         model = GPT(gpt_config(spec))
-        prefix = "model."
-        state = checkpoint["state_dict"]
-        model.load_state_dict(
-            {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        )
+        model.load_state_dict(checkpoint_weights(checkpoint))
         return cls(spec, model, tokenizer)
 
     def prompts(self, model_input: Any) -> list[str]:

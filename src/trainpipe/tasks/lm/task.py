@@ -12,13 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from trainpipe.errors import ConfigError, DataError
-from trainpipe.packaging import ModelPackage
-from trainpipe.runtime.atomic import atomic_path, atomic_write_text
+from trainpipe.packaging import (
+    SPEC_FILE,
+    WEIGHTS_FILE,
+    ModelPackage,
+    write_package,
+    write_weights_and_spec,
+)
 from trainpipe.tasks.base import ESTIMATE, EXPORT, GENERATE, DataDescription, Objective
 from trainpipe.tasks.lm.tokenizer_files import load_files_tokenizer, tokenizer_files
 
 PYFUNC_MODULE = "trainpipe.tasks.lm.pyfunc"
-EXAMPLE_FILE = "input_example.json"
 TIED = "lm_head.weight"  # the same tensor as wte.weight: stored once
 # validations in a run of trainer.max_steps when trainer.val_check_interval is unset
 VALIDATIONS_PER_RUN = 10
@@ -130,58 +134,36 @@ class LanguageModelTask:
         return {"trainer.val_check_interval": interval, "trainer.check_val_every_n_epoch": None}
 
     def write_package(self, module: Any, prepared: Any, directory: Path) -> ModelPackage:
-        from mlflow.models import infer_signature
-        from safetensors.torch import save_file
+        import pandas as pd
 
         from trainpipe.tasks.lm.gpt import GPT
         from trainpipe.tasks.lm.module import gpt_config
-        from trainpipe.tasks.lm.predictor import (
-            DEFAULT_PARAMS,
-            SPEC_FILE,
-            TOKENIZER_DIR,
-            WEIGHTS_FILE,
-            LanguagePredictor,
-        )
+        from trainpipe.tasks.lm.predictor import DEFAULT_PARAMS, TOKENIZER_DIR, LanguagePredictor
 
         spec = {k: v for k, v in module.spec.items() if k != "tokenizer_files"}
         # plain CPU weights whatever the training did to the module (GPU, FSDP2, compile)
         weights = module.portable_state_dict()
-        state = {k: v.contiguous() for k, v in weights.items() if k != TIED}
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file(state, str(tmp))
-        atomic_write_text(directory / SPEC_FILE, json.dumps(spec, indent=2))
+        write_weights_and_spec(directory, {k: v for k, v in weights.items() if k != TIED}, spec)
         prepared.tokenizer.save(directory / TOKENIZER_DIR)
         model = GPT(gpt_config(spec))
         model.load_state_dict(weights)
         predictor = LanguagePredictor(spec, model, prepared.tokenizer)
-        prompts = [prepared.tokenizer.decode(prepared.splits["test"][1:9])]
-        import pandas as pd
-
-        example = pd.DataFrame({"prompt": prompts})
-        atomic_write_text(directory / EXAMPLE_FILE, example.to_json(orient="split", index=False))
-        output = predictor.predict(example, {"max_new_tokens": 8})
-        # no input schema: MLflow's would refuse a list of strings; the predictor checks inputs
-        signature = infer_signature(None, output, params=DEFAULT_PARAMS)
-        package = ModelPackage(
-            directory=directory,
+        example = pd.DataFrame(
+            {"prompt": [prepared.tokenizer.decode(prepared.splits["test"][1:9])]}
+        )
+        return write_package(
+            directory,
             task=self.name,
             pyfunc_module=PYFUNC_MODULE,
-            artifacts={"weights": WEIGHTS_FILE, "spec": SPEC_FILE, "tokenizer": TOKENIZER_DIR},
-            signature=signature.to_dict(),
-            input_example=EXAMPLE_FILE,
-            metadata={"task": self.name, "tokenizer": spec["tokenizer"], "gpt": spec["gpt"]},
-            extra_files=[WEIGHTS_FILE],
+            example=example,
+            predictions=predictor.predict(example, {"max_new_tokens": 8}),
+            params=DEFAULT_PARAMS,
+            metadata={"tokenizer": spec["tokenizer"], "gpt": spec["gpt"]},
+            more_artifacts={"tokenizer": TOKENIZER_DIR},
         )
-        package.write_manifest()
-        return package
 
     def load_predictor(self, source: Path | dict[str, Any]) -> Any:
-        from trainpipe.tasks.lm.predictor import (
-            SPEC_FILE,
-            TOKENIZER_DIR,
-            WEIGHTS_FILE,
-            LanguagePredictor,
-        )
+        from trainpipe.tasks.lm.predictor import TOKENIZER_DIR, LanguagePredictor
 
         if isinstance(source, dict):  # a checkpoint, already loaded weights-only
             return LanguagePredictor.from_checkpoint(

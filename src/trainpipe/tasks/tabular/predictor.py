@@ -26,11 +26,10 @@ import torch
 
 from trainpipe.data.columns import encode_frame, legacy_plan
 from trainpipe.errors import DataError
+from trainpipe.packaging import checkpoint_weights
 from trainpipe.tasks.base import ScoreOptions
 from trainpipe.tasks.tabular.model import FeatureModel
 
-SPEC_FILE = "spec.json"
-WEIGHTS_FILE = "model.safetensors"
 OUTPUTS = ("label", "probabilities")
 
 
@@ -59,11 +58,7 @@ class TabularPredictor:
         """From a training checkpoint (already loaded with weights_only=True)."""
         spec = checkpoint["trainpipe_model"]
         model = FeatureModel(spec, from_file=True)
-        prefix = "model."
-        state = checkpoint["state_dict"]
-        model.load_state_dict(
-            {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        )
+        model.load_state_dict(checkpoint_weights(checkpoint))
         return cls(spec, model)
 
     # -- predicting -------------------------------------------------------------------------

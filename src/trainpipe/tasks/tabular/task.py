@@ -7,18 +7,21 @@ Imports no torch at module level (tasks/base.py).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainpipe.errors import ConfigError, DataError
-from trainpipe.packaging import ModelPackage
-from trainpipe.runtime.atomic import atomic_path, atomic_write_text
+from trainpipe.packaging import (
+    SPEC_FILE,
+    WEIGHTS_FILE,
+    ModelPackage,
+    write_package,
+    write_weights_and_spec,
+)
 from trainpipe.tasks.base import DataDescription, Objective
 
 PYFUNC_MODULE = "trainpipe.tasks.tabular.pyfunc"
-EXAMPLE_FILE = "input_example.json"
 # the model configs' `_target_`: the one builder of a table model (configs/model/mlp.yaml, cnn.yaml)
 BUILDER = "trainpipe.tasks.tabular.task.build_feature_module"
 FSDP2_STRATEGY = "FSDP2Strategy"
@@ -141,45 +144,27 @@ class TabularTask:
         return {}  # epochs are short: validate at every epoch end, as configured
 
     def write_package(self, module: Any, prepared: Any, directory: Path) -> ModelPackage:
-        from mlflow.models import infer_signature
-        from safetensors.torch import save_file
-
-        from trainpipe.tasks.tabular.predictor import SPEC_FILE, WEIGHTS_FILE, TabularPredictor
+        from trainpipe.tasks.tabular.predictor import TabularPredictor
 
         spec = module.spec
-        weights = {k: v.detach().cpu().contiguous() for k, v in module.model.state_dict().items()}
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file(weights, str(tmp))
-        atomic_write_text(directory / SPEC_FILE, json.dumps(spec, indent=2))
+        write_weights_and_spec(directory, module.model.state_dict(), spec)
         example = prepared.example_frame()
-        atomic_write_text(
-            directory / EXAMPLE_FILE,
-            example.to_json(orient="split", index=False, date_format="iso"),
-        )
-        predictions = TabularPredictor(spec, module.model).predict(example)
-        # No input schema on purpose: MLflow's column schema refuses numpy arrays and its tensor
-        # schema refuses any dtype but float64; the predictor checks inputs itself, by name.
-        signature = infer_signature(None, predictions, params={"output": "label"})
-        package = ModelPackage(
-            directory=directory,
+        return write_package(
+            directory,
             task=self.name,
             pyfunc_module=PYFUNC_MODULE,
-            artifacts={"weights": WEIGHTS_FILE, "spec": SPEC_FILE},
-            signature=signature.to_dict(),
-            input_example=EXAMPLE_FILE,
+            example=example,
+            predictions=TabularPredictor(spec, module.model).predict(example),
+            params={"output": "label"},
             metadata={
-                "task": self.name,
                 "feature_names": spec["feature_names"],
                 "target": spec["target_name"],
                 **({"class_values": spec["class_values"]} if "class_values" in spec else {}),
             },
-            extra_files=[WEIGHTS_FILE],
         )
-        package.write_manifest()
-        return package
 
     def load_predictor(self, source: Path | dict[str, Any]) -> Any:
-        from trainpipe.tasks.tabular.predictor import SPEC_FILE, WEIGHTS_FILE, TabularPredictor
+        from trainpipe.tasks.tabular.predictor import TabularPredictor
 
         if isinstance(source, dict):  # a checkpoint, already loaded weights-only
             return TabularPredictor.from_checkpoint(source)
