@@ -16,7 +16,8 @@ same split, the cost of the encoding per epoch, and what the cache saves on the 
 3. Cache. `prepare_table` on the mixed table's CSV twice in a fresh cache: second / first.
    Goal: ≤ 0.2×.
 
-    python benchmarks/tables.py [--rounds 7] [--rows 20000] [--epochs 60] [--skip-quality]
+    python benchmarks/tables.py [--rounds 7] [--rows 20000] [--batch-size 64] [--epochs 60]
+                                [--skip-quality]
 """
 
 from __future__ import annotations
@@ -193,7 +194,9 @@ def epoch_seconds(prepared: Any, module: Any, optimizer: Any, loader: Any) -> fl
     return time.perf_counter() - started
 
 
-def overhead(wd: Path, rows: int, rounds: int) -> tuple[list[dict[str, str]], Path]:
+def overhead(
+    wd: Path, rows: int, rounds: int, batch_size: int
+) -> tuple[list[dict[str, str]], Path]:
     import logging
 
     import torch
@@ -216,7 +219,7 @@ def overhead(wd: Path, rows: int, rounds: int) -> tuple[list[dict[str, str]], Pa
         prepared = prepare_table(data_conf(csv, wd / "bench-cache", "y"), "classes")
         module = task.build_module(model_cfg, task.data_spec(prepared))
         optimizer = torch.optim.AdamW(module.parameters(), lr=common.LR)
-        loader = batch_loader(prepared.splits["train"], 64, shuffle=True, seed=0)
+        loader = batch_loader(prepared.splits["train"], batch_size, shuffle=True, seed=0)
         epoch_seconds(prepared, module, optimizer, loader)  # warm-up
         setups[name] = (prepared, module, optimizer, loader)
 
@@ -239,7 +242,7 @@ def overhead(wd: Path, rows: int, rounds: int) -> tuple[list[dict[str, str]], Pa
         ratio = common.median(ratios)
         result.append(
             {
-                "what": f"epoch, {rows} rows x 8 columns, default MLP, {label}",
+                "what": f"epoch, {rows} rows x 8 columns, batch {batch_size}, default MLP, {label}",
                 "trainpipe": f"{common.median(times['mixed']) * 1000:.0f} ms (mixed: {encoded} encoded -> {net_inputs} net inputs)",
                 "baseline": f"{common.median(times[baseline]) * 1000:.0f} ms",
                 "ratio": f"{ratio:.3f} (rounds {common.spread(ratios)})",
@@ -276,6 +279,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="alternating epoch rounds (median)")
     parser.add_argument("--rows", type=int, default=20000, help="rows of the overhead table")
     parser.add_argument(
+        "--batch-size", type=int, default=64, help="overhead batch size (data.batch_size's default)"
+    )
+    parser.add_argument(
         "--epochs", type=int, default=60, help="trainpipe epochs in the quality runs"
     )
     parser.add_argument(
@@ -292,7 +298,7 @@ def main() -> None:
     )
     with common.workdir() as wd:
         rows = [] if args.skip_quality else quality(wd, args.epochs)
-        more, mixed_csv = overhead(wd, args.rows, args.rounds)
+        more, mixed_csv = overhead(wd, args.rows, args.rounds, args.batch_size)
         rows += more + cache(wd, mixed_csv)
     common.print_table(rows)
     import torch

@@ -74,28 +74,31 @@ class FeatureModel(nn.Module):
     def _init_embeddings(self, sizes: list[list[int]]) -> None:
         """An embedding per categorical column, sized from its cardinality (data/columns.py),
         stored as the blocks of ONE table: column c owns rows offset[c] … and its first
-        width[c] dims. One lookup (and one backward) whatever the number of columns: a lookup
-        per column made a 3-column table's step ~15 % slower (benchmarks/tables.py)."""
+        width[c] dims. The lookup is one gather from the flat table (backward: one index_add):
+        a lookup per column made a 3-column table's step ~15 % slower, and an nn.Embedding
+        lookup narrowed to each column's width was 1–5 points slower per epoch than the gather,
+        with the same values and gradients (benchmarks/tables.py, docs/benchmarks.md §7)."""
         self.embedding: nn.Embedding | None = None
         if not sizes:
             return
         rows = [r for r, _ in sizes]
         widths = [w for _, w in sizes]
         self.embedding = nn.Embedding(sum(rows), max(widths))
-        offsets = [sum(rows[:c]) for c in range(len(rows))]
-        self.register_buffer("category_offsets", torch.tensor(offsets), persistent=False)
-        # in the [columns × max width] lookup, the positions of each column's own dims
-        keep = [c * max(widths) + d for c, w in enumerate(widths) for d in range(w)]
-        self.register_buffer("embedding_keep", torch.tensor(keep), persistent=False)
-        self.embedding_narrow = len(keep) < len(widths) * max(widths)
+        # output position j reads column columns[j]'s category at flat index
+        # category * max width + base[j], base[j] = offset of the column's block + the dim
+        columns = [c for c, w in enumerate(widths) for _ in range(w)]
+        base = [sum(rows[:c]) * max(widths) + d for c, w in enumerate(widths) for d in range(w)]
+        self.register_buffer("embedding_columns", torch.tensor(columns), persistent=False)
+        self.register_buffer("embedding_base", torch.tensor(base), persistent=False)
 
     def forward(self, features: Tensor) -> Tensor:
         x = (features[:, : self.numeric_width] - self.feature_mean) / self.feature_std
         if self.embedding is not None:
-            indices = features[:, self.numeric_width :].long() + self.category_offsets
-            embedded = self.embedding(indices).flatten(1)
-            if self.embedding_narrow:
-                embedded = embedded.index_select(1, self.embedding_keep)
+            categories = features[:, self.numeric_width :].long()
+            flat = categories.index_select(1, self.embedding_columns) * self.embedding.embedding_dim
+            flat = flat + self.embedding_base
+            table = self.embedding.weight.view(-1)
+            embedded = table.index_select(0, flat.view(-1)).view(flat.shape)
             x = torch.cat([x, embedded], dim=1)
         return self.net(x.reshape(x.shape[0], *self.input_shape))
 
