@@ -268,6 +268,51 @@ def test_fine_tuning_freezes_the_backbone_or_gives_it_a_smaller_learning_rate() 
     assert len(backbone["params"]) + len(head["params"]) == len(list(scaled.parameters()))
 
 
+def test_model_cnn_trains_on_pictures_and_its_package_predicts_the_same() -> None:
+    """`data=images model=cnn`: the small CNN of the table task, built by the image task (its
+    normalisation in front), learns the three colours; weights + spec alone rebuild it."""
+    from trainpipe.config.compose import compose
+    from trainpipe.config.validate import validate
+    from trainpipe.tasks import check_config, get_task
+
+    conf = validate(compose("train", ["data=images", "data.path=p", "model=cnn"]), "train")
+    check_config(conf)
+    model_cfg = compose("train", ["data=images", "data.path=p", "model=cnn"]).model
+    task = get_task("image_classification")
+    torch.manual_seed(0)
+    data_spec = {k: v for k, v in spec().items() if k not in ("net", "name")}
+    module = task.build_module(model_cfg, data_spec)
+    assert module.spec["net"]["_target_"] == "trainpipe.tasks.tabular.nets.CNN"
+    assert set(module.model.state_dict()) >= {"mean", "std", "net.head.4.weight"}
+    images = (
+        torch.stack(
+            [
+                torch.from_numpy(picture(c, seed=i, side=SIZE))
+                for i in range(8)
+                for c in COLOURS.values()
+            ]
+        )
+        .permute(0, 3, 1, 2)
+        .float()
+        / 255
+    )
+    labels = torch.arange(len(COLOURS)).repeat(8)
+    optimizer = module.configure_optimizers()["optimizer"]
+    losses = []
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(module.model(images), labels)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    module.model.eval()
+    rebuilt = ImageNet(json.loads(json.dumps(module.spec)))  # as spec.json gives it back
+    rebuilt.load_state_dict(module.model.state_dict())
+    assert torch.equal(rebuilt.eval()(images), module.model(images))
+    assert (module.model(images).argmax(1) == labels).float().mean() == 1.0
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -293,6 +338,7 @@ def test_the_image_configs_compose_and_pass_the_task_rules(overrides: list[str])
     ("overrides", "needle"),
     [
         (["model=mlp"], "model: model=mlp is not a model for images"),
+        (["model=cnn", "+model.weights=w.pt"], "model.weights: fine-tuning from a state dict"),
         (["model=resnet", "model.freeze_backbone=true"], "needs trained weights"),
         (["model=resnet", "model.depth=20"], "model.depth: must be one of 18, 34, 50"),
         (["model=resnet", "data.crop_scale=0"], "data.crop_scale: must be a number > 0"),

@@ -23,24 +23,23 @@ def uses_small_stem(stem: str, image_size: int) -> bool:
 
 
 class ImageNet(nn.Module):
-    """Normalise with the stored statistics, then the ResNet: takes float [N, 3, H, W] in [0, 1],
-    so a served picture needs only the same resize as in training (decode.py)."""
+    """Normalise with the stored statistics, then the body: a torchvision ResNet (`model=resnet`)
+    or trainpipe's small CNN (`model=cnn`, tasks/tabular/nets.py). Takes float [N, 3, H, W] in
+    [0, 1], so a served picture needs only the same resize as in training (decode.py)."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__()
-        import torchvision
-
         net = spec["net"]
-        resnet = getattr(torchvision.models, f"resnet{net['depth']}")(
-            num_classes=spec["num_outputs"]
-        )
-        if net["small_stem"]:
-            # 3x3 stride-1: a 32x32 picture keeps its detail instead of shrinking 4x at once
-            resnet.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-            if not net["stem_pool"]:
-                resnet.maxpool = nn.Identity()
-        self.resnet = resnet
-        self.depth = net["depth"]
+        if "_target_" in net:  # a trainpipe net named by its config (model=cnn)
+            from trainpipe.tasks.tabular.model import build_net as build_trainpipe_net
+
+            size = spec["image_size"]
+            self.net = build_trainpipe_net(net, (3, size, size), spec["num_outputs"], True)
+            self.body = "net"
+        else:
+            self.resnet = resnet(net, spec["num_outputs"])
+            self.depth = net["depth"]
+            self.body = "resnet"
         self.channels_last = False  # set on a GPU (module.py): inputs converted to match
         # buffers: saved with the weights (safetensors), moved with the module, never trained
         self.register_buffer("mean", torch.tensor(spec["mean"]).view(1, 3, 1, 1))
@@ -49,14 +48,29 @@ class ImageNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return self.resnet((images - self.mean) / self.std)
+        return getattr(self, self.body)((images - self.mean) / self.std)
 
     def head_parameters(self) -> list[nn.Parameter]:
-        return list(self.resnet.fc.parameters())
+        """The last layer's: the part a fine-tuning run replaces and trains at the full rate."""
+        head = self.resnet.fc if self.body == "resnet" else self.net.head[-1]
+        return list(head.parameters())
 
     def backbone_parameters(self) -> list[nn.Parameter]:
         head = {id(p) for p in self.head_parameters()}
-        return [p for p in self.resnet.parameters() if id(p) not in head]
+        return [p for p in getattr(self, self.body).parameters() if id(p) not in head]
+
+
+def resnet(net: dict[str, Any], num_outputs: int) -> nn.Module:
+    """torchvision's ResNet of `net["depth"]`, its stem adapted to small pictures if asked."""
+    import torchvision
+
+    model = getattr(torchvision.models, f"resnet{net['depth']}")(num_classes=num_outputs)
+    if net["small_stem"]:
+        # 3x3 stride-1: a 32x32 picture keeps its detail instead of shrinking 4x at once
+        model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        if not net["stem_pool"]:
+            model.maxpool = nn.Identity()
+    return model
 
 
 def build_net(spec: dict[str, Any]) -> ImageNet:

@@ -43,7 +43,7 @@ class ImageModule(TabularModule):
         super().__init__(spec, ImageHead(), optimizer, scheduler, model=net)
         self.compile_setting = compile  # auto: on when training on a CUDA device
         self._configured = False
-        if spec["net"]["freeze_backbone"]:
+        if spec["net"].get("freeze_backbone"):  # model=cnn has no backbone settings
             for parameter in net.backbone_parameters():
                 parameter.requires_grad_(False)
 
@@ -69,9 +69,9 @@ class ImageModule(TabularModule):
     def parameter_groups(self) -> Any:
         net = self.spec["net"]
         head = self.model.head_parameters()
-        if net["freeze_backbone"]:
+        if net.get("freeze_backbone"):
             return head
-        scale = float(net["backbone_lr_scale"])
+        scale = float(net.get("backbone_lr_scale", 1.0))
         if scale == 1.0:
             return list(self.parameters())
         lr = (getattr(self.optimizer_factory, "keywords", None) or {}).get("lr", 1e-3)

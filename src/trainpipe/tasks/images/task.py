@@ -24,6 +24,10 @@ from trainpipe.tasks.base import DataDescription, Objective
 PYFUNC_MODULE = "trainpipe.tasks.images.pyfunc"
 # the model config's `_target_` (configs/model/resnet.yaml)
 BUILDER = "trainpipe.tasks.images.task.build_image_module"
+# model=cnn's builder: its small CNN trains on pictures too (the net is built here, not there);
+# the same builder's other nets (model=mlp) take feature rows, not pictures
+CNN_BUILDER = "trainpipe.tasks.tabular.task.build_feature_module"
+PICTURE_NETS = ("trainpipe.tasks.tabular.nets.CNN",)
 KIND = "image"
 FSDP2_STRATEGY = "FSDP2Strategy"
 MAX_CLASSES_SHOWN = 20
@@ -33,18 +37,21 @@ class ImageTask:
     name = "image_classification"
     objective = Objective("val/acc", "max")
     capabilities: frozenset[str] = frozenset()
-    model_builders = frozenset({BUILDER})
+    model_builders = frozenset({BUILDER, CNN_BUILDER})
     metric_directions = {"loss": "min", "acc": "max", "f1": "max", "top5": "max"}
 
     def validate(self, conf: dict[str, Any]) -> None:
         model, data = conf["model"], conf["data"]
         if data["kind"] != KIND:
             raise ConfigError("task", f"task {self.name} trains on images; data is {data['kind']}")
-        if model.get("_target_") not in self.model_builders:
+        net = (model.get("net") or {}).get("_target_")
+        if model.get("_target_") not in self.model_builders or (
+            model.get("_target_") == CNN_BUILDER and net not in PICTURE_NETS
+        ):
             raise ConfigError(
                 "model",
                 f"model={model.get('name')} is not a model for images; task {self.name} trains "
-                "model=resnet",
+                "model=resnet or model=cnn",
             )
         if importlib.util.find_spec("torchvision") is None:
             raise ConfigError(
@@ -60,6 +67,10 @@ class ImageTask:
             raise ConfigError(
                 "trainer",
                 "trainer=fsdp2 shards GPT models; model=resnet trains with trainer=gpu or ddp",
+            )
+        if model.get("net") is not None and model.get("weights"):
+            raise ConfigError(
+                "model.weights", "fine-tuning from a state dict needs model=resnet, not model=cnn"
             )
         if model.get("freeze_backbone") and not model.get("weights"):
             raise ConfigError(
@@ -131,6 +142,12 @@ class ImageTask:
     def full_spec(spec: dict[str, Any], model_cfg: Any) -> dict[str, Any]:
         from trainpipe.tasks.images.model import uses_small_stem
 
+        if model_cfg.get("net") is not None:  # model=cnn: the net's `_target_` + its arguments
+            from trainpipe.config.targets import instantiate_checked
+            from trainpipe.tasks.tabular.model import net_spec
+
+            net = net_spec(instantiate_checked(model_cfg["net"], "model.net"))
+            return {**spec, "net": net, "name": model_cfg["name"]}
         net = {
             "depth": int(model_cfg["depth"]),
             "small_stem": uses_small_stem(model_cfg["stem"], spec["image_size"]),
