@@ -1,6 +1,6 @@
-"""The image net: a torchvision ResNet behind the training split's normalisation, built from its
-spec alone (the one function that does: `build_net`), and the loading of a local state dict to
-fine-tune from. No Lightning, MLflow or Hydra here."""
+"""The image net: a torchvision ResNet (or the tables' small CNN) behind the training split's
+normalisation, built from its spec alone (the one function that does: `build_net`), and the
+loading of a local state dict to fine-tune from. No Lightning, MLflow or Hydra here."""
 
 from __future__ import annotations
 
