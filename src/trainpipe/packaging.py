@@ -64,7 +64,7 @@ def write_weights_and_spec(directory: Path, weights: dict[str, Any], spec: dict[
     atomic_write_text(directory / SPEC_FILE, json.dumps(spec, indent=2))
 
 
-def write_package(
+def finish_package(
     directory: Path,
     *,
     task: str,

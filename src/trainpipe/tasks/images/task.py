@@ -16,7 +16,7 @@ from trainpipe.packaging import (
     SPEC_FILE,
     WEIGHTS_FILE,
     ModelPackage,
-    write_package,
+    finish_package,
     write_weights_and_spec,
 )
 from trainpipe.tasks.base import DataDescription, Objective
@@ -187,7 +187,7 @@ class ImageTask:
         example = pd.DataFrame(
             {spec["image_column"]: [png_base64(p) for p in prepared.example_images()]}
         )
-        return write_package(
+        return finish_package(
             directory,
             task=self.name,
             pyfunc_module=PYFUNC_MODULE,

@@ -16,7 +16,7 @@ from trainpipe.packaging import (
     SPEC_FILE,
     WEIGHTS_FILE,
     ModelPackage,
-    write_package,
+    finish_package,
     write_weights_and_spec,
 )
 from trainpipe.tasks.base import ESTIMATE, EXPORT, GENERATE, DataDescription, Objective
@@ -151,7 +151,7 @@ class LanguageModelTask:
         example = pd.DataFrame(
             {"prompt": [prepared.tokenizer.decode(prepared.splits["test"][1:9])]}
         )
-        return write_package(
+        return finish_package(
             directory,
             task=self.name,
             pyfunc_module=PYFUNC_MODULE,

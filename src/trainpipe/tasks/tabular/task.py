@@ -16,7 +16,7 @@ from trainpipe.packaging import (
     SPEC_FILE,
     WEIGHTS_FILE,
     ModelPackage,
-    write_package,
+    finish_package,
     write_weights_and_spec,
 )
 from trainpipe.tasks.base import DataDescription, Objective
@@ -149,7 +149,7 @@ class TabularTask:
         spec = module.spec
         write_weights_and_spec(directory, module.model.state_dict(), spec)
         example = prepared.example_frame()
-        return write_package(
+        return finish_package(
             directory,
             task=self.name,
             pyfunc_module=PYFUNC_MODULE,
