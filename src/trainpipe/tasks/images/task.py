@@ -40,14 +40,19 @@ class ImageTask:
     model_builders = frozenset({BUILDER, CNN_BUILDER})
     metric_directions = {"loss": "min", "acc": "max", "f1": "max", "top5": "max"}
 
+    @staticmethod
+    def trains(model: Any) -> bool:
+        """Whether a `model` config section is one for pictures: a ResNet, or the tables'
+        builder with a picture net (model=cnn; its model=mlp takes feature rows)."""
+        if model.get("_target_") == CNN_BUILDER:
+            return (model.get("net") or {}).get("_target_") in PICTURE_NETS
+        return model.get("_target_") == BUILDER
+
     def validate(self, conf: dict[str, Any]) -> None:
         model, data = conf["model"], conf["data"]
         if data["kind"] != KIND:
             raise ConfigError("task", f"task {self.name} trains on images; data is {data['kind']}")
-        net = (model.get("net") or {}).get("_target_")
-        if model.get("_target_") not in self.model_builders or (
-            model.get("_target_") == CNN_BUILDER and net not in PICTURE_NETS
-        ):
+        if not self.trains(model):
             raise ConfigError(
                 "model",
                 f"model={model.get('name')} is not a model for images; task {self.name} trains "
@@ -158,7 +163,7 @@ class ImageTask:
         return {**spec, "net": net, "name": model_cfg["name"]}
 
     def build_module(self, model_cfg: Any, spec: dict[str, Any]) -> Any:
-        if model_cfg.get("_target_") not in self.model_builders:
+        if not self.trains(model_cfg):
             raise ConfigError("model", f"model={model_cfg.get('name')} is not a model for images")
         return build_image_module(model_cfg, spec, self)
 
