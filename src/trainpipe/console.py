@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 LOGGER = "trainpipe"
@@ -24,6 +25,12 @@ SILENCED_WARNINGS = (
     # Lightning 2.6 calls a torch pytree API torch itself deprecated
     r".*isinstance\(treespec, LeafSpec\)",
 )
+
+
+def first_of(names: Sequence[str], most: int) -> str:
+    """The first `most` names, comma-separated, and how many more: a summary stays one line."""
+    more = len(names) - most
+    return ", ".join(names[:most]) + (f" … (+{more})" if more > 0 else "")
 
 
 def quiet_environment() -> None:

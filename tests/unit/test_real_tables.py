@@ -126,3 +126,17 @@ def test_the_package_is_json_and_safetensors(trained) -> None:
     assert not any(name.endswith((".pkl", ".pickle", ".pt")) for name in files)
     example = pd.read_json(tmp / "model" / "input_example.json", orient="split")
     assert "island" in example.columns and "customer" not in example.columns
+
+
+def test_the_summary_line_names_a_few_columns_of_each_kind_and_counts_the_rest() -> None:
+    from trainpipe.data.columns import describe_plan
+
+    plan = {
+        "numeric": [{"name": f"pixel_{i}", "indicator": i == 0} for i in range(64)],
+        "categorical": [{"name": "island", "categories": ["Biscoe", "Dream"]}],
+        "dates": [],
+        "excluded": [],
+    }
+    line = describe_plan(plan)
+    assert line.startswith("numeric pixel_0 (+missing), pixel_1, ")
+    assert "pixel_7 … (+56); categorical island (2)" in line and "pixel_8" not in line

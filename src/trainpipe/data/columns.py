@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trainpipe.console import first_of
+
 MISSING_INDEX, UNKNOWN_INDEX, FIRST_CATEGORY = 0, 1, 2
 DATE_PARTS = ("year", "month_sin", "month_cos", "dow_sin", "dow_cos", "doy_sin", "doy_cos", "days")
 # a string column is dates when this share of its values starts like an ISO date (2024-01-31)
@@ -38,6 +40,8 @@ DATE_SHARE = 0.9
 ID_MIN_ROWS = 20
 ID_DISTINCT_SHARE = 0.9
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+# columns of each kind named in the summary line; the rest are counted (all are in spec.json)
+NAMES_SHOWN_PER_KIND = 8
 
 
 def empty_plan() -> dict[str, list[dict[str, Any]]]:
@@ -74,10 +78,12 @@ def embedding_sizes(plan: dict[str, Any]) -> list[list[int]]:
 
 
 def describe_plan(plan: dict[str, Any]) -> str:
-    """One line for the summary: each kind with its columns."""
+    """One line for the summary and the log: each kind with its first columns, the rest counted
+    (the 8x8 digits' 64 pixel names made the summary box ~800 characters wide)."""
 
     def names(kind: str, extra: Any = None) -> str:
-        return ", ".join(c["name"] + (extra(c) if extra else "") for c in plan[kind])
+        named = [c["name"] + (extra(c) if extra else "") for c in plan[kind]]
+        return first_of(named, NAMES_SHOWN_PER_KIND)
 
     parts = []
     if plan["numeric"]:

@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from trainpipe.console import first_of
 from trainpipe.errors import ConfigError, DataError
 from trainpipe.packaging import (
     SPEC_FILE,
@@ -89,15 +90,11 @@ class ImageTask:
             {"name": spec["image_column"], "type": "binary", "required": True},
             {"name": spec["target_name"], "type": "string", "required": True},
         ]
-        shown = ", ".join(classes[:MAX_CLASSES_SHOWN])
-        more = (
-            f" … (+{len(classes) - MAX_CLASSES_SHOWN})" if len(classes) > MAX_CLASSES_SHOWN else ""
-        )
         size = spec["image_size"]
         facts = {
             "features": f"RGB images {size}x{size} (column {spec['image_column']!r})",
             "target": spec["target_name"],
-            "classes": f"{len(classes)}: {shown}{more}",
+            "classes": f"{len(classes)}: {first_of(classes, MAX_CLASSES_SHOWN)}",
             "normalisation": "mean "
             + ", ".join(f"{v:.3f}" for v in spec["mean"])
             + "; std "

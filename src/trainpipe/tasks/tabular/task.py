@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainpipe.console import first_of
 from trainpipe.errors import ConfigError, DataError
 from trainpipe.packaging import (
     SPEC_FILE,
@@ -79,9 +80,10 @@ class TabularTask:
         else:
             target_type = "long" if all(isinstance(c, int) for c in classes) else "string"
         columns.append({"name": spec["target_name"], "type": target_type, "required": True})
-        shown = ", ".join(names[:MAX_NAMES_SHOWN])
-        more = f" … (+{len(names) - MAX_NAMES_SHOWN})" if len(names) > MAX_NAMES_SHOWN else ""
-        facts = {"features": f"{len(names)}: {shown}{more}", "target": spec["target_name"]}
+        facts = {
+            "features": f"{len(names)}: {first_of(names, MAX_NAMES_SHOWN)}",
+            "target": spec["target_name"],
+        }
         if classes is not None:
             facts["classes"] = ", ".join(str(c) for c in classes)
         if "columns" in spec:
